@@ -1,0 +1,61 @@
+"""Keycloak users in the Django admin, with the revocation actions support staff need."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+
+from tokenversion.server import services
+from tokenversion.server.models import SubjectVersion
+
+from .models import KeycloakUser
+
+
+def _revoke(modeladmin, request, queryset, reason: str, label: str) -> None:
+    if not request.user.has_perm("tokenversion_server.revoke_tokens"):
+        modeladmin.message_user(request, "You lack the permission to revoke tokens.", messages.ERROR)
+        return
+    actor = services.Actor.admin(request.user)
+    done = 0
+    for user in queryset:
+        services.revoke_user(user.subject, reason=reason, actor=actor, issuer=user.issuer,
+                             note=f"Django admin: {label}")
+        done += 1
+    modeladmin.message_user(request, f"Revoked every token of {done} user(s) ({label}).", messages.SUCCESS)
+
+
+@admin.action(description="Revoke all tokens: logout")
+def revoke_for_logout(modeladmin, request, queryset):
+    _revoke(modeladmin, request, queryset, services.Reason.LOGOUT, "logout")
+
+
+@admin.action(description="Revoke all tokens: account compromised")
+def revoke_for_compromise(modeladmin, request, queryset):
+    _revoke(modeladmin, request, queryset, services.Reason.COMPROMISE, "compromise")
+
+
+@admin.register(KeycloakUser)
+class KeycloakUserAdmin(admin.ModelAdmin):
+    list_display = ("username", "email", "subject", "token_version", "last_logout_time", "last_seen")
+    search_fields = ("username", "email", "subject")
+    list_filter = ("issuer",)
+    readonly_fields = ("issuer", "subject", "first_seen", "last_seen", "token_version", "last_logout_time")
+    fields = ("issuer", "subject", "username", "email", "last_client_id", "token_version",
+              "last_logout_time", "first_seen", "last_seen")
+    actions = [revoke_for_logout, revoke_for_compromise]
+    ordering = ("username",)
+
+    def get_queryset(self, request):
+        versions = SubjectVersion.objects.filter(issuer=OuterRef("issuer"), subject=OuterRef("subject"))
+        return super().get_queryset(request).annotate(
+            _token_version=Subquery(versions.values("token_version")[:1]),
+            _last_logout_time=Subquery(versions.values("last_logout_time")[:1]),
+        )
+
+    @admin.display(description="token version", ordering="_token_version")
+    def token_version(self, obj) -> int:
+        return obj._token_version if obj._token_version is not None else 0
+
+    @admin.display(description="last logout", ordering="_last_logout_time")
+    def last_logout_time(self, obj):
+        return obj._last_logout_time

@@ -1,0 +1,1 @@
+"""The provider's Django project: settings from the environment, URLs, WSGI."""

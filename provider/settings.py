@@ -1,0 +1,119 @@
+"""Settings for the tokenversion provider, all from environment variables (see docs/configuration.md).
+
+With nothing set, it runs for local development: SQLite in ``var/``, the Keycloak realm that
+``scripts/keycloak.sh`` starts, and development secrets. ``DJANGO_DEBUG=0`` (the default outside the
+README's first command) refuses to start without real secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import database_from_url, env_bool, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+_DEV_KEY = "django-insecure-tokenversion-development-only"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_KEY if DEBUG else None)
+if not SECRET_KEY:
+    raise ImproperlyConfigured("set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development)")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "tokenversion",
+    "tokenversion.server",
+    "accounts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "provider.urls"
+WSGI_APPLICATION = "provider.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///var/provider.sqlite3"), BASE_DIR)}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+_DEV_MAPPER_SECRET = "dev-mapper-secret-0123456789abcdef0123"
+_DEV_EVENT_SECRET = "dev-event-secret-0123456789abcdef01234"
+
+TOKENVERSION = {
+    "ISSUER": env_str("TOKENVERSION_ISSUER", "http://127.0.0.1:8080/realms/tokenversion"),
+    "AUDIENCE": env_list("TOKENVERSION_AUDIENCE", ["tokenversion-api"]),
+    "JWKS_URL": env_str("TOKENVERSION_JWKS_URL"),
+    "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS", [_DEV_MAPPER_SECRET] if DEBUG else []),
+    "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS", [_DEV_EVENT_SECRET] if DEBUG else []),
+    "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
+    "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
+    "PROVISION_USER": "accounts.provisioning.provision_user",
+    "SUBJECT_RESOLVER": "accounts.provisioning.resolve_subject",
+    "USER_LOOKUP": "accounts.provisioning.lookup_user",
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tokenversion.authentication.TokenVersionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = int(env_str("DJANGO_HSTS_SECONDS", "0"))
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY") else None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"tokenversion": {"handlers": ["console"], "level": env_str("TOKENVERSION_LOG_LEVEL", "INFO")}},
+}

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from .views import WhoAmIView, health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("tokenversion/", include("tokenversion.server.urls")),
+    path("api/whoami", WhoAmIView.as_view(), name="whoami"),
+    path("health", health, name="health"),
+]

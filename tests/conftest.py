@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from tests.jwks import JWKSServer
+from tokenversion import conf
+
+
+@pytest.fixture(scope="session")
+def jwks_server():
+    server = JWKSServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def issuer(jwks_server, settings):
+    """Point TOKENVERSION at the live loopback issuer and start each test with fresh keys and caches."""
+    jwks_server.keys = jwks_server.keys[:1]
+    jwks_server.fail = False
+    jwks_server.delay = 0.0
+    settings.TOKENVERSION = {**settings.TOKENVERSION, "ISSUER": jwks_server.issuer}
+    conf.reset()
+    yield jwks_server
+    conf.reset()
+
+
+@pytest.fixture
+def tv_settings(settings):
+    """Change TOKENVERSION keys for one test: ``tv_settings(CACHE_TTL=0)``."""
+
+    def apply(**values):
+        settings.TOKENVERSION = {**settings.TOKENVERSION, **values}
+        conf.reset()
+
+    return apply
+
+
+@pytest.fixture
+def api(db):
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+MAPPER_SECRET = "mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+EVENT_SECRET = "event-secret-cccccccccccccccccccccccccccccccccc"
+
+__all__ = ["MAPPER_SECRET", "EVENT_SECRET", "override_settings"]

@@ -1,0 +1,50 @@
+"""Test settings: the provider's settings, on SQLite (default) or PostgreSQL (``TOKENVERSION_TEST_DB=postgres``).
+
+The issuer and JWKS are the test suite's own: real RSA keys served over loopback HTTP by ``tests/jwks.py``.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "1")
+
+from provider.settings import *  # noqa: E402,F403
+from provider.settings import BASE_DIR, TOKENVERSION  # noqa: E402
+
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
+
+_db = os.environ.get("TOKENVERSION_TEST_DB", "sqlite")
+if _db == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "tokenversion",
+            "USER": os.environ.get("PGUSER", "tokenversion"),
+            "PASSWORD": os.environ.get("PGPASSWORD", "tokenversion"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    }
+elif _db == "sqlite":
+    # A file, not :memory:, so threads and processes in the concurrency tests share one database.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "var" / "test.sqlite3"),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+            "TEST": {"NAME": str(BASE_DIR / "var" / "test.sqlite3")},
+        }
+    }
+else:
+    raise RuntimeError(f"TOKENVERSION_TEST_DB must be sqlite or postgres, not {_db!r}")
+
+TEST_ISSUER = "http://127.0.0.1:1/realms/test"  # replaced per session by the JWKS fixture's real port
+TOKENVERSION = {
+    **TOKENVERSION,
+    "ISSUER": TEST_ISSUER,
+    "AUDIENCE": ["tokenversion-api"],
+    "JWKS_URL": None,
+    "MAPPER_SECRETS": ["mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "mapper-secret-rotated-bbbbbbbbbbbbbbbbbbbbbbbb"],
+    "EVENT_SECRETS": ["event-secret-cccccccccccccccccccccccccccccccccc"],
+    "CACHE_TTL": 1.0,
+}

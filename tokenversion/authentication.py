@@ -1,0 +1,150 @@
+"""``TokenVersionAuthentication``: local JWT validation, then the revocation check, for DRF.
+
+The steps are small methods in the manner of simplejwt, each replaceable on its own:
+``get_header`` -> ``get_raw_token`` -> ``get_validated_claims`` -> ``check_revocation`` -> ``get_user``.
+
+Outcomes follow DRF's contract and RFC 6750:
+
+- no Authorization header, or another scheme: ``None`` (the next authentication class may try);
+- bad, expired or revoked token: 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, and a body
+  ``{"detail": ..., "code": ...}`` whose code is one of ``token_invalid``, ``token_expired``,
+  ``token_revoked``, ``token_missing_claim``;
+- keys or revocation state unavailable: 503 ``{"code": "keys_unavailable" | "revocation_store_unavailable"}``.
+
+The error details reach the ``WWW-Authenticate`` header only when this class is the *first* in the view's
+authentication classes (DRF asks the first class for the header); the system check ``tokenversion.W004``
+says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils.module_loading import import_string
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+
+from .conf import get_settings, on_reset
+from .core.errors import TokenInvalid, TokenRejected, Unavailable
+from .core.revocation import check_revocation
+from .core.tokens import AccessTokenValidator
+from .stores import get_store
+from .users import TokenUser
+
+logger = logging.getLogger("tokenversion")
+
+_validator: AccessTokenValidator | None = None
+_validator_lock = threading.Lock()
+
+
+def get_validator() -> AccessTokenValidator:
+    """The process's one validator (and so its one JWKS client), built on first use."""
+    global _validator
+    if _validator is None:
+        with _validator_lock:
+            if _validator is None:
+                _validator = AccessTokenValidator(get_settings().token_policy())
+    return _validator
+
+
+def _reset_validator() -> None:
+    global _validator
+    _validator = None
+
+
+on_reset(_reset_validator)
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Token validation is temporarily unavailable."
+    default_code = "unavailable"
+    wait = 1  # DRF turns this into Retry-After: 1
+
+
+_ERROR_ATTR = "_tokenversion_error"
+
+
+class TokenVersionAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request) -> tuple[Any, dict[str, Any]] | None:
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw = self.get_raw_token(request, header)
+        if raw is None:
+            return None
+        try:
+            claims = self.get_validated_claims(raw)
+            self.check_revocation(claims)
+            user = self.get_user(claims)
+        except TokenRejected as exc:
+            setattr(request, _ERROR_ATTR, exc)
+            raise exceptions.AuthenticationFailed(
+                {"detail": exc.description, "code": exc.code}, code=exc.code
+            ) from None
+        except Unavailable as exc:
+            logger.warning("refusing a token: %s", exc)
+            raise ServiceUnavailable({"detail": str(exc), "code": exc.code}, code=exc.code) from None
+        except exceptions.APIException:
+            raise
+        except Exception:
+            # Fail closed: an unexpected error is logged and answered 503, never 500, never acceptance.
+            logger.exception("unexpected error while authenticating a token")
+            raise ServiceUnavailable(
+                {"detail": "token validation failed unexpectedly", "code": "internal_error"},
+                code="internal_error",
+            ) from None
+        return user, claims
+
+    def authenticate_header(self, request) -> str:
+        realm = get_settings().www_authenticate_realm
+        error: TokenRejected | None = getattr(request, _ERROR_ATTR, None)
+        if error is None:
+            return f'{self.keyword} realm="{realm}"'
+        description = _quote_safe(error.description)
+        return f'{self.keyword} realm="{realm}", error="invalid_token", error_description="{description}"'
+
+    # The overridable steps.
+
+    def get_header(self, request) -> str | None:
+        value = request.META.get("HTTP_AUTHORIZATION")
+        return value if isinstance(value, str) and value else None
+
+    def get_raw_token(self, request, header: str) -> str | None:
+        """The token from ``Bearer <token>``; ``None`` for another scheme; 401 for a malformed header."""
+        scheme, _, rest = header.strip().partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        token = rest.strip()
+        if not token or " " in token:
+            exc = TokenInvalid("malformed Authorization header")
+            setattr(request, _ERROR_ATTR, exc)
+            raise exceptions.AuthenticationFailed({"detail": exc.description, "code": exc.code}, code=exc.code)
+        return token
+
+    def get_validated_claims(self, raw: str) -> dict[str, Any]:
+        return get_validator().validate(raw)
+
+    def check_revocation(self, claims: Mapping[str, Any]) -> None:
+        sid = claims.get("sid")
+        if sid is not None and (not isinstance(sid, str) or not sid):
+            raise TokenInvalid("malformed sid claim")
+        view = get_store().view(claims["iss"], claims["sub"], sid)
+        check_revocation(claims, view, get_settings().revocation_policy())
+
+    def get_user(self, claims: Mapping[str, Any]) -> Any:
+        conf = get_settings()
+        if conf.user_lookup:
+            user = import_string(conf.user_lookup)(claims)
+            if user is not None:
+                return user
+        return TokenUser(claims, conf.roles_client)
+
+
+def _quote_safe(text: str) -> str:
+    return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)

@@ -1,0 +1,96 @@
+"""System checks with stable ids, so misconfiguration is caught by ``manage.py check``, not by users."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from .conf import get_settings
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_CLASS_PATH = "tokenversion.authentication.TokenVersionAuthentication"
+
+
+@register(Tags.security, "tokenversion")
+def check_settings(app_configs=None, **kwargs):
+    try:
+        conf = get_settings()
+    except (ImproperlyConfigured, TypeError, ValueError) as exc:
+        return [Error(str(exc), id="tokenversion.E000")]
+    errors = []
+    if not conf.issuer:
+        errors.append(Error("TOKENVERSION['ISSUER'] is not set: no token can be validated.",
+                            hint="Set it to the realm URL, e.g. https://sso.example.com/realms/main",
+                            id="tokenversion.E001"))
+    if not conf.audience:
+        errors.append(Error("TOKENVERSION['AUDIENCE'] is not set: tokens for any client would be accepted.",
+                            hint="Set it to this API's audience and add an Audience mapper in Keycloak.",
+                            id="tokenversion.E002"))
+    bad_algs = [a for a in conf.algorithms if not a or a.lower() == "none" or a.upper().startswith("HS")]
+    if not conf.algorithms or bad_algs:
+        errors.append(Error(f"TOKENVERSION['ALGORITHMS'] must list asymmetric algorithms only, got "
+                            f"{list(conf.algorithms)}.", id="tokenversion.E003"))
+    try:
+        import_string(conf.store)
+    except ImportError as exc:
+        errors.append(Error(f"TOKENVERSION['STORE'] cannot be imported: {exc}", id="tokenversion.E004"))
+    for name, url in (("ISSUER", conf.issuer), ("JWKS_URL", conf.jwks_url)):
+        if not url:
+            continue
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            errors.append(Error(f"TOKENVERSION['{name}'] must be an http(s) URL, got {url!r}.",
+                                id="tokenversion.E005"))
+        elif parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+            errors.append(Warning(f"TOKENVERSION['{name}'] uses plain http off loopback.",
+                                  hint="Use https so keys and tokens cannot be tampered with in transit.",
+                                  id="tokenversion.W001"))
+    if not conf.require_version_claim and not conf.check_logout_time:
+        errors.append(Warning("Tokens without the version claim are accepted with no per-user check.",
+                              hint="Keep REQUIRE_VERSION_CLAIM on, or turn CHECK_LOGOUT_TIME on.",
+                              id="tokenversion.W002"))
+    workers = _int(os.environ.get("WEB_CONCURRENCY"))
+    if workers > 1 and conf.store.endswith("DatabaseStore") and conf.cache_ttl > 1:
+        errors.append(Warning(f"CACHE_TTL is {conf.cache_ttl:g} s with {workers} workers: a revocation made "
+                              f"in one worker reaches the others only that long after it commits.",
+                              hint="Keep CACHE_TTL at 1 s or less, or use a pushed store.",
+                              id="tokenversion.W003"))
+    classes = getattr(settings, "REST_FRAMEWORK", {}).get("DEFAULT_AUTHENTICATION_CLASSES", [])
+    if _CLASS_PATH in classes and classes[0] != _CLASS_PATH:
+        errors.append(Warning("TokenVersionAuthentication is not the first authentication class: DRF takes "
+                              "the WWW-Authenticate header from the first one, so RFC 6750 errors are lost.",
+                              id="tokenversion.W004"))
+    if conf.leeway > 60:
+        errors.append(Warning(f"LEEWAY is {conf.leeway:g} s: expired tokens stay valid that long.",
+                              id="tokenversion.W005"))
+    if apps.is_installed("tokenversion.server"):
+        errors.extend(_check_server(conf))
+    return errors
+
+
+def _check_server(conf):
+    found = []
+    for name, secrets in (("MAPPER_SECRETS", conf.mapper_secrets), ("EVENT_SECRETS", conf.event_secrets)):
+        if not secrets:
+            found.append(Warning(f"TOKENVERSION['{name}'] is empty: that endpoint refuses every call.",
+                                 id="tokenversion.W006"))
+        elif any(len(s) < 32 for s in secrets):
+            found.append(Warning(f"A secret in TOKENVERSION['{name}'] is shorter than 32 characters.",
+                                 id="tokenversion.W007"))
+    if set(conf.mapper_secrets) & set(conf.event_secrets):
+        found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
+                             "secret then allows revoking.", id="tokenversion.W008"))
+    return found
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,1 @@
+"""The rules, free of Django: token validation, revocation checks, and the store interface."""

@@ -1,0 +1,107 @@
+"""The revocation rules, and the one small interface every store implements.
+
+A token that passed local validation is still refused when any of these holds:
+
+1. its version claim is lower than the subject's stored ``token_version`` (logout, compromise, ...);
+2. its ``sid`` (Keycloak user session) has been revoked;
+3. it was issued at or before the realm epoch ("everything issued before T is dead");
+4. optionally, it was issued at or before the subject's ``last_logout_time`` (for issuers without the mapper).
+
+Rules 3 and 4 compare against ``iat``, which has one-second resolution. A token issued in the same second as
+a revocation cannot be told apart from one issued just before it, so both are refused: the cut-off is
+"``iat`` <= floor(T)". The cost is that a login in the very second of a logout gets a token that is refused
+and must be refreshed; the alternative would accept tokens minted before the revocation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import MissingClaim, TokenInvalid, TokenRevoked
+
+# Versions are stored as signed 64-bit integers (PostgreSQL bigint).
+MAX_VERSION = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectState:
+    """What is stored for one subject: the current version and the last logout time (epoch seconds)."""
+
+    token_version: int = 0
+    last_logout_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationView:
+    """Everything the rules need to judge one token, as one store answer."""
+
+    subject: SubjectState
+    session_revoked: bool = False
+    realm_not_before: float | None = None
+
+
+@runtime_checkable
+class RevocationStore(Protocol):
+    """Where the authentication class reads revocation state.
+
+    ``view`` answers for one token in one call, so a store can make it a single query or a single
+    in-memory lookup. It raises ``StoreUnavailable`` when it cannot answer with data it can vouch for;
+    it never guesses. ``invalidate`` is called after a revocation commits in this process, so that the
+    process sees its own bump at once.
+    """
+
+    def view(self, issuer: str, subject: str, session_id: str | None) -> RevocationView: ...
+
+    def invalidate(self, issuer: str, subject: str | None = None, session_id: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class RevocationPolicy:
+    """How strictly the version claim and the optional logout-time rule apply."""
+
+    claim: str = "token_version"
+    require_version_claim: bool = True
+    check_logout_time: bool = False
+
+
+def read_version_claim(claims: Mapping[str, Any], claim: str) -> int | None:
+    """The token's version as an int, ``None`` when absent; anything but a plain non-negative integer is
+    malformed (booleans, floats, strings, negative or out-of-range numbers included)."""
+    if claim not in claims:
+        return None
+    value = claims[claim]
+    if type(value) is not int or value < 0 or value > MAX_VERSION:
+        raise TokenInvalid(f"malformed {claim} claim")
+    return value
+
+
+def issued_at_or_before(iat: Any, instant: float) -> bool:
+    """True when a token with this ``iat`` may have been issued at or before ``instant``.
+
+    ``iat`` counts whole seconds, so every token whose ``iat`` equals floor(instant) is treated as issued
+    before it (fail closed).
+    """
+    if type(iat) is not int and not (isinstance(iat, float) and math.isfinite(iat)):
+        return True
+    return iat <= math.floor(instant)
+
+
+def check_revocation(claims: Mapping[str, Any], view: RevocationView, policy: RevocationPolicy) -> None:
+    """Raise ``TokenRevoked`` (or ``MissingClaim`` / ``TokenInvalid``) when the token must be refused."""
+    version = read_version_claim(claims, policy.claim)
+    if version is None:
+        if policy.require_version_claim:
+            raise MissingClaim(f"token has no {policy.claim} claim")
+    elif version < view.subject.token_version:
+        raise TokenRevoked("token version revoked")
+    if view.session_revoked:
+        raise TokenRevoked("session revoked")
+    iat = claims.get("iat")
+    if view.realm_not_before is not None and issued_at_or_before(iat, view.realm_not_before):
+        raise TokenRevoked("issued before a realm-wide revocation")
+    last_logout = view.subject.last_logout_time
+    if policy.check_logout_time and last_logout is not None and issued_at_or_before(iat, last_logout):
+        raise TokenRevoked("issued before the user's last logout")

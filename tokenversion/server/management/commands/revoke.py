@@ -1,0 +1,73 @@
+"""python manage.py revoke <subject-or-username> --reason ... | --session SID | --all"""
+
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from ... import services
+
+
+class Command(BaseCommand):
+    help = "Revoke the tokens of a user, of one session, or of the whole realm."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("user", nargs="?", help="Keycloak subject, username or email")
+        parser.add_argument("--session", metavar="SID", help="revoke one Keycloak session instead")
+        parser.add_argument("--all", action="store_true", help="revoke every token of the realm")
+        parser.add_argument("--reason", choices=services.Reason.values, default=None,
+                            help="why (default: logout for a session, admin otherwise)")
+        parser.add_argument("--note", default="", help="free text for the audit trail")
+        parser.add_argument("--yes", action="store_true", help="do not ask before --all")
+
+    def handle(self, *args, **options) -> None:
+        chosen = [bool(options["user"]), bool(options["session"]), options["all"]]
+        if sum(chosen) != 1:
+            raise CommandError("give exactly one of: a user, --session SID, --all")
+        actor = services.Actor.cli(_whoami())
+        note = options["note"]
+        try:
+            if options["all"]:
+                if not options["yes"] and not self._confirm():
+                    raise CommandError("aborted: nothing was revoked")
+                rev = services.revoke_realm(actor=actor, reason=options["reason"] or services.Reason.ADMIN,
+                                            note=note)
+                self.stdout.write(f"Revoked every token of {rev.issuer} issued until {rev.at.isoformat()}.")
+            elif options["session"]:
+                rev = services.revoke_session(options["session"], actor=actor, note=note,
+                                              reason=options["reason"] or services.Reason.LOGOUT)
+                self.stdout.write(f"Revoked session {rev.session_id}.")
+            else:
+                subject = self._known_subject(options["user"])
+                rev = services.revoke_user(subject, actor=actor, note=note,
+                                           reason=options["reason"] or services.Reason.ADMIN)
+                self.stdout.write(f"Revoked every token of {options['user']} ({subject}): "
+                                  f"version {rev.old_version} -> {rev.new_version}.")
+        except services.InvalidRequest as exc:
+            raise CommandError(str(exc)) from None
+        except DatabaseError as exc:
+            raise CommandError(f"the database is unavailable, nothing was revoked: {exc}") from None
+
+    def _known_subject(self, identifier: str) -> str:
+        subject = services.find_subject(identifier)
+        if subject is None:
+            raise CommandError(
+                f"unknown user {identifier!r}: no Keycloak user has that subject, username or email"
+            )
+        return subject
+
+    def _confirm(self) -> bool:
+        try:
+            answer = input("Revoke every token of the realm? Every user must log in again. [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+
+def _whoami() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,292 @@
+"""The revocation operations. Every surface (admin, CLI, REST, Keycloak events, back-channel logout) calls
+these and nothing else writes revocation state, so the rules live in one place.
+
+Each operation is one transaction: the state change and its audit row commit together or not at all. A user
+bump is a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement, so concurrent bumps on any
+number of processes never lose an increment, and the audit row records exactly the versions it moved between.
+After commit, the process's store forgets what it cached (so this process sees the bump at once) and
+``revocation_committed`` is sent for remote fan-out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, connections, router, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from ..conf import get_settings
+from ..core.revocation import SubjectState
+from ..signals import revocation_committed
+from ..stores import get_store
+from .models import RealmRevocation, RevocationEvent, RevokedSession, SeenIdentifier, SubjectVersion
+
+Reason = RevocationEvent.Reason
+Scope = RevocationEvent.Scope
+
+# Keycloak ids are UUIDs; federated users look like "f:<provider>:<id>". Be strict, but not UUID-only.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}$")
+
+
+class InvalidRequest(ValueError):
+    """An argument that no revocation can be made from (the surfaces turn it into a 400 or a CLI error)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a revocation, for the audit trail."""
+
+    type: str
+    name: str = ""
+    admin_user: Any = None
+
+    @classmethod
+    def admin(cls, user) -> Actor:
+        return cls(RevocationEvent.ActorType.ADMIN, user.get_username(), user)
+
+    @classmethod
+    def api(cls, user) -> Actor:
+        return cls(RevocationEvent.ActorType.API, user.get_username(), user)
+
+    @classmethod
+    def cli(cls, name: str) -> Actor:
+        return cls(RevocationEvent.ActorType.CLI, name)
+
+    @classmethod
+    def keycloak(cls, what: str) -> Actor:
+        return cls(RevocationEvent.ActorType.KEYCLOAK, what)
+
+    @classmethod
+    def system(cls, what: str = "") -> Actor:
+        return cls(RevocationEvent.ActorType.SYSTEM, what)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What a revocation did; also the payload of ``revocation_committed``."""
+
+    scope: str
+    issuer: str
+    reason: str
+    at: dt.datetime
+    subject: str = ""
+    session_id: str = ""
+    old_version: int | None = None
+    new_version: int | None = None
+    audit_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_identifier(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise InvalidRequest(f"{what} must be 1 to 255 characters of letters, digits and . _ : @ -")
+    return value
+
+
+def resolve_issuer(issuer: str | None) -> str:
+    """The issuer an operation applies to: the configured one; another is refused (this provider serves one)."""
+    configured = get_settings().issuer
+    if not configured:
+        raise InvalidRequest("TOKENVERSION['ISSUER'] is not configured")
+    if issuer is None or issuer.rstrip("/") == configured:
+        return configured
+    raise InvalidRequest("unknown issuer")
+
+
+def _check_reason(reason: str) -> str:
+    if reason not in Reason.values:
+        raise InvalidRequest(f"reason must be one of: {', '.join(Reason.values)}")
+    return reason
+
+
+def _db(model) -> str:
+    return router.db_for_write(model)
+
+
+def _audit(rev: Revocation, actor: Actor, note: str, using: str) -> RevocationEvent:
+    return RevocationEvent.objects.using(using).create(
+        created_at=rev.at,
+        scope=rev.scope,
+        issuer=rev.issuer,
+        subject=rev.subject,
+        session_id=rev.session_id,
+        actor_type=actor.type,
+        actor=actor.name[:255],
+        admin_user=actor.admin_user,
+        reason=rev.reason,
+        old_version=rev.old_version,
+        new_version=rev.new_version,
+        note=note,
+    )
+
+
+def _after_commit(rev: Revocation, using: str) -> None:
+    def notify() -> None:
+        get_store().invalidate(rev.issuer, rev.subject or None, rev.session_id or None)
+        revocation_committed.send(sender=Revocation, record=rev)
+
+    transaction.on_commit(notify, using=using)
+
+
+def _bump_sql(using: str) -> str:
+    conn = connections[using]
+    qn = conn.ops.quote_name
+    table = qn(SubjectVersion._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({qn('issuer')}, {qn('subject')}, {qn('token_version')}, "
+        f"{qn('last_logout_time')}, {qn('updated_at')}) VALUES (%s, %s, %s, %s, %s) "
+        f"ON CONFLICT ({qn('issuer')}, {qn('subject')}) DO UPDATE SET "
+        f"{qn('token_version')} = {table}.{qn('token_version')} + 1, "
+        f"{qn('last_logout_time')} = excluded.{qn('last_logout_time')}, "
+        f"{qn('updated_at')} = excluded.{qn('updated_at')} "
+        f"RETURNING {qn('token_version')}"
+    )
+
+
+def revoke_user(
+    subject: str, *, reason: str, actor: Actor, issuer: str | None = None, note: str = ""
+) -> Revocation:
+    """Kill every token of one user issued so far: bump ``token_version`` and set ``last_logout_time``."""
+    issuer = resolve_issuer(issuer)
+    check_identifier(subject, "subject")
+    _check_reason(reason)
+    using = _db(SubjectVersion)
+    conn = connections[using]
+    now = timezone.now()
+    stamp = conn.ops.adapt_datetimefield_value(now)
+    initial = get_settings().initial_version
+    with transaction.atomic(using=using):
+        with conn.cursor() as cursor:
+            cursor.execute(_bump_sql(using), [issuer, subject, initial + 1, stamp, stamp])
+            (new_version,) = cursor.fetchone()
+        rev = Revocation(Scope.USER, issuer, reason, now, subject=subject,
+                         old_version=new_version - 1, new_version=new_version)
+        audit = _audit(rev, actor, note, using)
+        rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
+        _after_commit(rev, using)
+    return rev
+
+
+def revoke_session(
+    session_id: str, *, actor: Actor, reason: str = Reason.LOGOUT, subject: str = "",
+    issuer: str | None = None, note: str = ""
+) -> Revocation:
+    """Kill every token of one Keycloak session (``sid``); other sessions of the user keep working."""
+    issuer = resolve_issuer(issuer)
+    check_identifier(session_id, "session id")
+    if subject:
+        check_identifier(subject, "subject")
+    _check_reason(reason)
+    using = _db(RevokedSession)
+    now = timezone.now()
+    expires = now + dt.timedelta(seconds=get_settings().max_token_lifetime)
+    with transaction.atomic(using=using):
+        RevokedSession.objects.using(using).bulk_create(
+            [RevokedSession(issuer=issuer, session_id=session_id, subject=subject,
+                            revoked_at=now, expires_at=expires)],
+            update_conflicts=True,
+            unique_fields=["issuer", "session_id"],
+            update_fields=["revoked_at", "expires_at"],
+        )
+        rev = Revocation(Scope.SESSION, issuer, reason, now, subject=subject, session_id=session_id)
+        audit = _audit(rev, actor, note, using)
+        rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
+        _after_commit(rev, using)
+    return rev
+
+
+def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None = None,
+                 note: str = "") -> Revocation:
+    """Kill every token of the realm issued so far, with one write (the realm epoch)."""
+    issuer = resolve_issuer(issuer)
+    _check_reason(reason)
+    using = _db(RealmRevocation)
+    now = timezone.now()
+    with transaction.atomic(using=using):
+        RealmRevocation.objects.using(using).bulk_create(
+            [RealmRevocation(issuer=issuer, not_before=now, updated_at=now)],
+            update_conflicts=True,
+            unique_fields=["issuer"],
+            update_fields=["not_before", "updated_at"],
+        )
+        rev = Revocation(Scope.REALM, issuer, reason, now)
+        audit = _audit(rev, actor, note, using)
+        rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
+        _after_commit(rev, using)
+    return rev
+
+
+def current_version(subject: str, issuer: str | None = None) -> int:
+    """The subject's version, read from the primary and created at the initial version if unknown.
+
+    This is what a token is issued with, so it must never come from a cache or a replica: a stale,
+    lower value would make every token of the user be refused.
+    """
+    issuer = resolve_issuer(issuer)
+    check_identifier(subject, "subject")
+    using = _db(SubjectVersion)
+    manager = SubjectVersion.objects.using(using)
+    version = manager.filter(issuer=issuer, subject=subject).values_list("token_version", flat=True).first()
+    if version is None:
+        manager.bulk_create(
+            [SubjectVersion(issuer=issuer, subject=subject, token_version=get_settings().initial_version)],
+            ignore_conflicts=True,
+        )
+        version = manager.filter(issuer=issuer, subject=subject).values_list("token_version", flat=True).get()
+    return version
+
+
+def subject_state(subject: str, issuer: str | None = None) -> SubjectState:
+    """The stored state of one subject (for the admin and the CLI), without creating anything."""
+    issuer = resolve_issuer(issuer)
+    row = SubjectVersion.objects.filter(issuer=issuer, subject=subject).first()
+    if row is None:
+        return SubjectState(get_settings().initial_version, None)
+    last = row.last_logout_time.timestamp() if row.last_logout_time else None
+    return SubjectState(row.token_version, last)
+
+
+def find_subject(identifier: str, issuer: str | None = None) -> str | None:
+    """The subject a person means by a subject, username or email; None when no known user matches.
+
+    Asks the provider's ``SUBJECT_RESOLVER`` first (the user database), then the version table, so a
+    subject that has been seen by the claims endpoint or revoked before is always found.
+    """
+    issuer = resolve_issuer(issuer)
+    resolver = get_settings().subject_resolver
+    if resolver:
+        found = import_string(resolver)(issuer, identifier)
+        if found:
+            return found
+    if SubjectVersion.objects.filter(issuer=issuer, subject=identifier).exists():
+        return identifier
+    return None
+
+
+def remember_once(kind: str, value: str, expires_at: dt.datetime, issuer: str | None = None) -> bool:
+    """Record an identifier that may be used once; False when it was already seen (a replay or duplicate).
+
+    The unique constraint decides, so two concurrent deliveries of the same identifier cannot both win.
+    """
+    issuer = resolve_issuer(issuer)
+    using = _db(SeenIdentifier)
+    try:
+        with transaction.atomic(using=using):
+            SeenIdentifier.objects.using(using).create(
+                kind=kind, issuer=issuer, value=value, expires_at=expires_at
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def purge_expired(now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete session revocations and seen identifiers that can no longer matter."""
+    now = now or timezone.now()
+    sessions, _ = RevokedSession.objects.filter(expires_at__lte=now).delete()
+    seen, _ = SeenIdentifier.objects.filter(expires_at__lte=now).delete()
+    return {"sessions": sessions, "seen_identifiers": seen}

@@ -1,0 +1,171 @@
+"""The provider's endpoints: the claims endpoint for Keycloak mappers, the Keycloak event receiver, and the
+REST revocation API for other systems. Each is a thin layer over ``services``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from rest_framework import authentication, exceptions, permissions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..conf import get_settings
+from . import services
+from .http import HttpError, json_response, machine_endpoint, optional_string, read_json_object, require_secret
+from .models import RevocationEvent, SeenIdentifier
+
+Reason = RevocationEvent.Reason
+
+
+def _issuer(data: dict[str, Any]) -> str:
+    issuer = data.get("issuer")
+    if issuer is not None and not isinstance(issuer, str):
+        raise HttpError(400, "invalid_request", "issuer must be a string")
+    try:
+        return services.resolve_issuer(issuer)
+    except services.InvalidRequest as exc:
+        raise HttpError(400, "unknown_issuer", str(exc)) from None
+
+
+def _identifier(data: dict[str, Any], key: str) -> str:
+    try:
+        return services.check_identifier(data.get(key), key)
+    except services.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc)) from None
+
+
+@machine_endpoint
+def claims_view(request: HttpRequest) -> HttpResponse:
+    """``POST /tokenversion/claims``: the version a token issued now must carry (see docs/contract.md)."""
+    conf = get_settings()
+    require_secret(request, conf.mapper_secrets)
+    data = read_json_object(request)
+    subject = _identifier(data, "sub")
+    issuer = _issuer(data)
+    attributes = {key: optional_string(data, key) for key in ("username", "email", "client_id", "session_id")}
+    with transaction.atomic():
+        version = services.current_version(subject, issuer)
+        if conf.provision_user:
+            import_string(conf.provision_user)(issuer, subject, attributes)
+    return json_response({"sub": subject, "token_version": version})
+
+
+# Keycloak event types (docs/contract.md) -> what they revoke, and why.
+_EVENT_ACTIONS: dict[str, tuple[str, str]] = {
+    "session.logout": ("revoke_session", Reason.LOGOUT),
+    "user.logout": ("revoke_user", Reason.LOGOUT),
+    "user.credentials_changed": ("revoke_user", Reason.PASSWORD_CHANGE),
+    "user.disabled": ("revoke_user", Reason.ADMIN),
+    "user.deleted": ("revoke_user", Reason.ADMIN),
+    "realm.logout_all": ("revoke_realm", Reason.ADMIN),
+}
+# Event ids are remembered long enough to absorb any retry, then purged.
+_EVENT_ID_TTL = dt.timedelta(days=1)
+
+
+@machine_endpoint
+def events_view(request: HttpRequest) -> HttpResponse:
+    """``POST /tokenversion/events``: Keycloak events that back-channel logout does not deliver."""
+    conf = get_settings()
+    require_secret(request, conf.event_secrets)
+    data = read_json_object(request)
+    event_type = data.get("type")
+    if not isinstance(event_type, str) or event_type not in _EVENT_ACTIONS:
+        raise HttpError(400, "unknown_event_type", f"type must be one of: {', '.join(_EVENT_ACTIONS)}")
+    event_id = _identifier(data, "id")
+    issuer = _issuer(data)
+    action, reason = _EVENT_ACTIONS[event_type]
+    keycloak_event = optional_string(data, "keycloak_event", 64)
+    time_ms = data.get("time")
+    if time_ms is not None and (type(time_ms) is not int or time_ms < 0):
+        raise HttpError(400, "invalid_request", "time must be milliseconds since the epoch")
+    subject = _identifier(data, "user_id") if action == "revoke_user" or data.get("user_id") else ""
+    session_id = _identifier(data, "session_id") if action == "revoke_session" else ""
+    actor = services.Actor.keycloak(f"{keycloak_event or event_type} {event_id}")
+    note = f"Keycloak event {event_type}" + (f" ({keycloak_event})" if keycloak_event else "")
+    with transaction.atomic():
+        if not services.remember_once(SeenIdentifier.KIND_EVENT, event_id,
+                                      timezone.now() + _EVENT_ID_TTL, issuer):
+            return json_response({"status": "ok", "action": action, "duplicate": True})
+        if action == "revoke_user":
+            services.revoke_user(subject, reason=reason, actor=actor, issuer=issuer, note=note)
+        elif action == "revoke_session":
+            services.revoke_session(session_id, subject=subject, reason=reason, actor=actor,
+                                    issuer=issuer, note=note)
+        else:
+            services.revoke_realm(reason=reason, actor=actor, issuer=issuer, note=note)
+    return json_response({"status": "ok", "action": action, "duplicate": False})
+
+
+class RevocationRequestSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=["user", "session", "realm"])
+    user = serializers.CharField(required=False, max_length=255,
+                                 help_text="subject (Keycloak user id), username or email")
+    session_id = serializers.CharField(required=False, max_length=255)
+    reason = serializers.ChoiceField(choices=Reason.values, default=Reason.ADMIN)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["scope"] == "user" and not attrs.get("user"):
+            raise serializers.ValidationError({"user": "required for scope=user"})
+        if attrs["scope"] == "session" and not attrs.get("session_id"):
+            raise serializers.ValidationError({"session_id": "required for scope=session"})
+        return attrs
+
+
+class CanRevoke(permissions.BasePermission):
+    message = "the tokenversion_server.revoke_tokens permission is required"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("tokenversion_server.revoke_tokens"))
+
+
+def revocation_payload(rev: services.Revocation) -> dict[str, Any]:
+    return {
+        "scope": rev.scope,
+        "issuer": rev.issuer,
+        "subject": rev.subject or None,
+        "session_id": rev.session_id or None,
+        "reason": rev.reason,
+        "old_version": rev.old_version,
+        "new_version": rev.new_version,
+        "revoked_at": rev.at.isoformat(),
+        "audit_id": rev.audit_id,
+    }
+
+
+class RevocationView(APIView):
+    """``POST /tokenversion/revocations``: revoke a user, a session or the realm (SIEM, support tools).
+
+    Callers authenticate with a DRF token (``Authorization: Token ...``) or an admin session, and need the
+    ``tokenversion_server.revoke_tokens`` permission.
+    """
+
+    authentication_classes = [authentication.TokenAuthentication, authentication.SessionAuthentication]
+    permission_classes = [CanRevoke]
+
+    def post(self, request) -> Response:
+        serializer = RevocationRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        actor = services.Actor.api(request.user)
+        try:
+            if data["scope"] == "user":
+                subject = services.find_subject(data["user"])
+                if subject is None:
+                    raise exceptions.NotFound({"detail": "unknown user", "code": "unknown_user"})
+                rev = services.revoke_user(subject, reason=data["reason"], actor=actor, note=data["note"])
+            elif data["scope"] == "session":
+                rev = services.revoke_session(data["session_id"], reason=data["reason"], actor=actor,
+                                              note=data["note"])
+            else:
+                rev = services.revoke_realm(reason=data["reason"], actor=actor, note=data["note"])
+        except services.InvalidRequest as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from None
+        return Response(revocation_payload(rev), status=201, headers={"Cache-Control": "no-store"})
