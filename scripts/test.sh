@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's second command and what CI runs: the whole test suite.
+#   1. lint (ruff), 2. the Java extension's unit tests and JAR (Maven),
+#   3. pytest on SQLite, 4. pytest on PostgreSQL with Redis and a real Keycloak (end to end).
+# Installs and starts everything it needs (PostgreSQL and Redis from Debian's packages, Keycloak from Maven Central).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_venv dev
+"$VENV/bin/ruff" check .
+bash scripts/keycloak.sh build-extension
+bash scripts/services.sh start
+eval "$(bash scripts/services.sh env)"
+mkdir -p var
+echo "== pytest on SQLite"
+TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak" "$@"
+echo "== pytest on PostgreSQL (with the end-to-end tests against Keycloak)"
+TOKENVERSION_TEST_DB=postgres "$VENV/bin/pytest" -q "$@"

@@ -1,0 +1,144 @@
+"""The claims endpoint Keycloak's mapper calls at token issue (docs/contract.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accounts.models import KeycloakUser
+from tests.conftest import MAPPER_SECRET
+from tokenversion.server import services
+from tokenversion.server.models import RevocationEvent, SubjectVersion
+
+URL = "/tokenversion/claims"
+SUB = "0f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
+pytestmark = pytest.mark.django_db
+
+
+def post(client, body, secret=MAPPER_SECRET, content_type="application/json", **extra):
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    headers = {"HTTP_X_TOKENVERSION_SECRET": secret} if secret is not None else {}
+    # CONTENT_TYPE explicitly: the test client drops it for an empty body, a real client does not.
+    return client.generic("POST", URL, body, content_type=content_type, CONTENT_TYPE=content_type,
+                          **headers, **extra)
+
+
+def counts():
+    return (SubjectVersion.objects.count(), KeycloakUser.objects.count(), RevocationEvent.objects.count())
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.content
+    assert response.json()["error"] == code
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_unknown_subject_is_created_at_the_initial_version(client, issuer):
+    response = post(client, {"sub": SUB, "username": "alice", "email": "a@example.com", "client_id": "web"})
+    assert response.status_code == 200
+    assert response.json() == {"sub": SUB, "token_version": 0}
+    assert response["Cache-Control"] == "no-store"
+    user = KeycloakUser.objects.get(subject=SUB)
+    assert (user.issuer, user.username, user.email, user.last_client_id) == (
+        issuer.issuer, "alice", "a@example.com", "web")
+
+
+def test_answer_follows_bumps_and_is_never_cached(client, django_capture_on_commit_callbacks):
+    post(client, {"sub": SUB})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revoke_user(SUB, reason="compromise", actor=services.Actor.system())
+    assert post(client, {"sub": SUB}).json()["token_version"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revoke_user(SUB, reason="logout", actor=services.Actor.system())
+    assert post(client, {"sub": SUB}).json()["token_version"] == 2
+
+
+def test_user_attributes_are_refreshed(client):
+    post(client, {"sub": SUB, "username": "alice", "email": "old@example.com"})
+    post(client, {"sub": SUB, "username": "alice2", "email": None})
+    user = KeycloakUser.objects.get(subject=SUB)
+    assert (user.username, user.email) == ("alice2", "old@example.com")
+
+
+def test_both_rotated_secrets_are_accepted(client):
+    assert post(client, {"sub": SUB}, secret="mapper-secret-rotated-bbbbbbbbbbbbbbbbbbbbbbbb").status_code == 200
+
+
+def test_explicit_issuer_must_be_the_served_one(client, issuer):
+    assert post(client, {"sub": SUB, "issuer": issuer.issuer}).status_code == 200
+    assert post(client, {"sub": SUB, "issuer": issuer.issuer + "/"}).status_code == 200
+    before = counts()
+    assert_error(post(client, {"sub": SUB, "issuer": "http://127.0.0.1:1/realms/evil"}), 400, "unknown_issuer")
+    assert counts() == before
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong", MAPPER_SECRET[:-1], MAPPER_SECRET + "x",
+                                    "event-secret-cccccccccccccccccccccccccccccccccc"])
+def test_missing_or_wrong_secret(client, secret):
+    before = counts()
+    assert_error(post(client, {"sub": SUB}, secret=secret), 401, "invalid_secret")
+    assert counts() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"", "application/json", 400, "invalid_request"),
+        (b"{", "application/json", 400, "invalid_request"),
+        (b"[]", "application/json", 400, "invalid_request"),
+        (b'"sub"', "application/json", 400, "invalid_request"),
+        (b"\xff\xfe{}", "application/json", 400, "invalid_request"),
+        (b'{"sub": "a", "sub": "b"}', "application/json", 400, "invalid_request"),
+        (b"[" * 100000 + b"]" * 100000, "application/json", 413, "body_too_large"),
+        (b"[" * 5000 + b"]" * 5000, "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": SUB}).encode(), "text/plain", 415, "unsupported_media_type"),
+        (json.dumps({"sub": SUB}).encode(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (json.dumps({"sub": SUB, "pad": "x" * 20000}).encode(), "application/json", 413, "body_too_large"),
+        (b"{}", "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": None}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": 42}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": ""}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": "x" * 256}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": "a' OR '1'='1"}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": "../../etc/passwd"}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": "a\x00b"}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": SUB, "username": ["x"]}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": SUB, "email": "e" * 300}).encode(), "application/json", 400, "invalid_request"),
+        (json.dumps({"sub": SUB, "issuer": 7}).encode(), "application/json", 400, "invalid_request"),
+    ],
+)
+def test_bad_bodies_get_a_precise_4xx_and_write_nothing(client, body, content_type, status, code):
+    before = counts()
+    assert_error(post(client, body, content_type=content_type), status, code)
+    assert counts() == before
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_other_methods(client, method):
+    response = client.generic(method, URL, HTTP_X_TOKENVERSION_SECRET=MAPPER_SECRET)
+    assert_error(response, 405, "method_not_allowed")
+    assert response["Allow"] == "POST"
+
+
+def test_federated_subject_ids_are_accepted(client):
+    assert post(client, {"sub": "f:ldap-provider:jdoe"}).json()["token_version"] == 0
+
+
+def test_database_outage_is_503_not_500(client, transactional_db):
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent-dir/x.sqlite3"
+    else:
+        connection.settings_dict["PORT"] = "1"
+    try:
+        assert_error(post(client, {"sub": SUB}), 503, "unavailable")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+    assert post(client, {"sub": SUB}).status_code == 200
