@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
+from tokenversion.conf import get_settings
 from tokenversion.server import services
 from tokenversion.server.models import SubjectVersion
 
@@ -17,10 +18,18 @@ def _revoke(modeladmin, request, queryset, reason: str, label: str) -> None:
         return
     actor = services.Actor.admin(request.user)
     done = 0
+    skipped = []
     for user in queryset:
-        services.revoke_user(user.subject, reason=reason, actor=actor, issuer=user.issuer,
-                             note=f"Django admin: {label}")
+        try:
+            services.revoke_user(user.subject, reason=reason, actor=actor, issuer=user.issuer,
+                                 note=f"Django admin: {label}")
+        except services.InvalidRequest as exc:
+            # e.g. a row left from a previous ISSUER: report it rather than fail half way with a 500.
+            skipped.append(f"{user} ({exc})")
+            continue
         done += 1
+    if skipped:
+        modeladmin.message_user(request, f"Not revoked: {', '.join(skipped)}.", messages.ERROR)
     modeladmin.message_user(request, f"Revoked every token of {done} user(s) ({label}).", messages.SUCCESS)
 
 
@@ -54,7 +63,8 @@ class KeycloakUserAdmin(admin.ModelAdmin):
 
     @admin.display(description="token version", ordering="_token_version")
     def token_version(self, obj) -> int:
-        return obj._token_version if obj._token_version is not None else 0
+        # No row yet: the user's tokens carry the initial version (what the claims endpoint would create).
+        return obj._token_version if obj._token_version is not None else get_settings().initial_version
 
     @admin.display(description="last logout", ordering="_last_logout_time")
     def last_logout_time(self, obj):

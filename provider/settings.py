@@ -95,6 +95,9 @@ TOKENVERSION = {
     "PROVISION_USER": "accounts.provisioning.provision_user",
     "SUBJECT_RESOLVER": "accounts.provisioning.resolve_subject",
     "USER_LOOKUP": "accounts.provisioning.lookup_user",
+    # The Keycloak client whose backchannel.logout.url is /tokenversion/backchannel-logout (comma-separated
+    # for several); logout tokens must name it in aud. See docs/backchannel-logout.md.
+    "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
 }
 
 REST_FRAMEWORK = {

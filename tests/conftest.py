@@ -47,4 +47,4 @@ def api(db):
 MAPPER_SECRET = "mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 EVENT_SECRET = "event-secret-cccccccccccccccccccccccccccccccccc"
 
-__all__ = ["MAPPER_SECRET", "EVENT_SECRET", "override_settings"]
+__all__ = ["EVENT_SECRET", "MAPPER_SECRET", "override_settings"]

@@ -39,7 +39,7 @@ class JWKSServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests += 1
                 if server.delay:
                     time.sleep(server.delay)
@@ -100,6 +100,37 @@ class JWKSServer:
         key = key or self.key
         header = {"kid": key.kid, **(headers or {})}
         return jwt.encode(self.claims(**claims), key.private, algorithm=algorithm, headers=header)
+
+    def logout_claims(self, **overrides: Any) -> dict[str, Any]:
+        """The claims of a Keycloak 26 back-channel logout token (``DROP`` removes one)."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": "tokenversion-backchannel",
+            "sub": "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001",
+            "sid": "c1d2e3f4-0000-4000-8000-000000000001",
+            "typ": "Logout",
+            "iat": now,
+            "exp": now + 120,
+            "jti": uuid.uuid4().hex,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }
+        for key, value in overrides.items():
+            if value is _DROP:
+                claims.pop(key, None)
+            else:
+                claims[key] = value
+        return claims
+
+    def mint_logout(self, key: SigningKey | None = None, headers: dict[str, Any] | None = None,
+                    algorithm: str = "RS256", **claims: Any) -> str:
+        """A logout token as Keycloak signs it (header typ logout+jwt; change or drop it via headers)."""
+        key = key or self.key
+        header = {"kid": key.kid, "typ": "logout+jwt", **(headers or {})}
+        # PyJWT writes typ "JWT" unless told None; every other dropped header is simply left out.
+        header = {name: (None if value is _DROP else value) for name, value in header.items()
+                  if value is not _DROP or name == "typ"}
+        return jwt.encode(self.logout_claims(**claims), key.private, algorithm=algorithm, headers=header)
 
 
 class _Drop:

@@ -7,8 +7,8 @@ import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from provider.settings import *  # noqa: E402,F403
-from provider.settings import BASE_DIR, TOKENVERSION  # noqa: E402
+from provider.settings import *  # noqa: F403
+from provider.settings import BASE_DIR, TOKENVERSION
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
@@ -27,12 +27,13 @@ if _db == "postgres":
     }
 elif _db == "sqlite":
     # A file, not :memory:, so threads and processes in the concurrency tests share one database.
+    _path = os.environ.get("TOKENVERSION_TEST_SQLITE", str(BASE_DIR / "var" / "test.sqlite3"))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "var" / "test.sqlite3"),
+            "NAME": _path,
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
-            "TEST": {"NAME": str(BASE_DIR / "var" / "test.sqlite3")},
+            "TEST": {"NAME": _path},
         }
     }
 else:
@@ -44,7 +45,11 @@ TOKENVERSION = {
     "ISSUER": TEST_ISSUER,
     "AUDIENCE": ["tokenversion-api"],
     "JWKS_URL": None,
-    "MAPPER_SECRETS": ["mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "mapper-secret-rotated-bbbbbbbbbbbbbbbbbbbbbbbb"],
+    "MAPPER_SECRETS": [
+        "mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "mapper-secret-rotated-bbbbbbbbbbbbbbbbbbbbbbbb",
+    ],
     "EVENT_SECRETS": ["event-secret-cccccccccccccccccccccccccccccccccc"],
     "CACHE_TTL": 1.0,
+    "BACKCHANNEL_AUDIENCE": "tokenversion-backchannel",
 }

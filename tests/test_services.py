@@ -131,7 +131,7 @@ def test_concurrent_bumps_never_lose_an_increment():
         return seen
 
     with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(worker, range(threads)))
+        list(pool.map(worker, range(threads)))
 
     shared_bumps = threads * ((bumps + 1) // 2)
     assert SubjectVersion.objects.get(subject=SUB).token_version == shared_bumps
@@ -143,3 +143,16 @@ def test_concurrent_bumps_never_lose_an_increment():
     assert [(a.old_version, a.new_version) for a in audit] == [(v - 1, v) for v in range(1, shared_bumps + 1)]
     assert RevocationEvent.objects.count() == threads * bumps
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+@pytest.mark.django_db
+def test_audit_rows_cannot_be_overwritten_by_reusing_an_id():
+    from django.db import IntegrityError, transaction
+
+    services.revoke_user(SUB, reason="logout", actor=actor())
+    original = RevocationEvent.objects.get()
+    forged = RevocationEvent(id=original.id, created_at=original.created_at, scope="user", issuer="x",
+                             actor_type="system", reason="admin")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        forged.save()
+    assert RevocationEvent.objects.get().reason == "logout"

@@ -10,29 +10,32 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from jwt.algorithms import get_default_algorithms
 
 from .conf import get_settings
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _CLASS_PATH = "tokenversion.authentication.TokenVersionAuthentication"
+# The asymmetric algorithms PyJWT can verify (names are case-sensitive, as in a token's "alg" header).
+_ASYMMETRIC = frozenset(a for a in get_default_algorithms() if a != "none" and not a.startswith("HS"))
 
 
 @register(Tags.security, "tokenversion")
 def check_settings(app_configs=None, **kwargs):
     try:
         conf = get_settings()
-    except (ImproperlyConfigured, TypeError, ValueError) as exc:
+    except (ImproperlyConfigured, TypeError, ValueError, AttributeError) as exc:
         return [Error(str(exc), id="tokenversion.E000")]
     errors = []
     if not conf.issuer:
         errors.append(Error("TOKENVERSION['ISSUER'] is not set: no token can be validated.",
                             hint="Set it to the realm URL, e.g. https://sso.example.com/realms/main",
                             id="tokenversion.E001"))
-    if not conf.audience:
+    if not conf.audience or not all(isinstance(a, str) and a.strip() for a in conf.audience):
         errors.append(Error("TOKENVERSION['AUDIENCE'] is not set: tokens for any client would be accepted.",
                             hint="Set it to this API's audience and add an Audience mapper in Keycloak.",
                             id="tokenversion.E002"))
-    bad_algs = [a for a in conf.algorithms if not a or a.lower() == "none" or a.upper().startswith("HS")]
+    bad_algs = [a for a in conf.algorithms if a not in _ASYMMETRIC]
     if not conf.algorithms or bad_algs:
         errors.append(Error(f"TOKENVERSION['ALGORITHMS'] must list asymmetric algorithms only, got "
                             f"{list(conf.algorithms)}.", id="tokenversion.E003"))

@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .core.logout_tokens import LogoutTokenPolicy
 from .core.revocation import RevocationPolicy
 from .core.tokens import TokenPolicy, audience_tuple
 
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "JWKS_COOLDOWN": 30,
     "JWKS_TIMEOUT": 2.0,
     "JWKS_STALE_GRACE": 600,
+    "CLAIMS_CACHE_SIZE": 10_000,  # verified tokens kept until exp (0: verify every signature)
     # Revocation
     "CLAIM": "token_version",
     "REQUIRE_VERSION_CLAIM": True,
@@ -49,6 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "INITIAL_VERSION": 0,
     "PROVISION_USER": None,  # dotted path: callable(issuer, subject, attributes) called by the claims endpoint
     "SUBJECT_RESOLVER": None,  # dotted path: callable(issuer, "username or email") -> subject or None
+    # Back-channel logout receiver (docs/backchannel-logout.md): the Keycloak client id(s) that logout tokens
+    # name in ``aud``. No fallback to AUDIENCE (that is the APIs' audience, not a client id Keycloak sends
+    # logout tokens for): unset, the endpoint refuses every call with 400 ``not_configured``.
+    "BACKCHANNEL_AUDIENCE": None,
+    "BACKCHANNEL_MAX_AGE": 300,  # seconds: logout tokens issued longer ago are refused, whatever their exp
 }
 
 
@@ -65,6 +72,7 @@ class TokenVersionSettings:
     jwks_cooldown: float
     jwks_timeout: float
     jwks_stale_grace: float
+    claims_cache_size: int
     claim: str
     require_version_claim: bool
     check_logout_time: bool
@@ -81,6 +89,8 @@ class TokenVersionSettings:
     initial_version: int
     provision_user: str | None
     subject_resolver: str | None
+    backchannel_audience: tuple[str, ...]
+    backchannel_max_age: float
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -99,6 +109,21 @@ class TokenVersionSettings:
             jwks_cooldown=self.jwks_cooldown,
             jwks_timeout=self.jwks_timeout,
             jwks_stale_grace=self.jwks_stale_grace,
+            claims_cache_size=self.claims_cache_size,
+        )
+
+    def logout_token_policy(self) -> LogoutTokenPolicy:
+        if not self.issuer or not self.backchannel_audience:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured("back-channel logout needs ISSUER and BACKCHANNEL_AUDIENCE")
+        return LogoutTokenPolicy(
+            issuer=self.issuer,
+            audience=self.backchannel_audience,
+            algorithms=self.algorithms,
+            leeway=self.leeway,
+            max_age=self.backchannel_max_age,
+            max_token_bytes=self.max_token_bytes,
         )
 
     def revocation_policy(self) -> RevocationPolicy:
@@ -137,6 +162,7 @@ def _load() -> TokenVersionSettings:
         "jwks_cooldown": float(merged["JWKS_COOLDOWN"]),
         "jwks_timeout": float(merged["JWKS_TIMEOUT"]),
         "jwks_stale_grace": float(merged["JWKS_STALE_GRACE"]),
+        "claims_cache_size": int(merged["CLAIMS_CACHE_SIZE"]),
         "claim": merged["CLAIM"],
         "require_version_claim": bool(merged["REQUIRE_VERSION_CLAIM"]),
         "check_logout_time": bool(merged["CHECK_LOGOUT_TIME"]),
@@ -153,6 +179,8 @@ def _load() -> TokenVersionSettings:
         "initial_version": int(merged["INITIAL_VERSION"]),
         "provision_user": merged["PROVISION_USER"],
         "subject_resolver": merged["SUBJECT_RESOLVER"],
+        "backchannel_audience": audience_tuple(merged["BACKCHANNEL_AUDIENCE"] or None),
+        "backchannel_max_age": float(merged["BACKCHANNEL_MAX_AGE"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

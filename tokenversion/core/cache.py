@@ -33,14 +33,16 @@ class TTLCache(Generic[V]):
             return _MISSING
         return entry[1]
 
-    def put(self, key: Hashable, value: V, fetched_at: float | None = None) -> None:
-        """Store ``value``; ``fetched_at`` (a clock reading taken *before* the read) keeps the bound honest."""
-        if self.ttl == 0:
+    def put(self, key: Hashable, value: V, fetched_at: float | None = None, ttl: float | None = None) -> None:
+        """Store ``value`` for ``ttl`` (default: the cache's); ``fetched_at`` (a clock reading taken *before*
+        the read that produced the value) keeps the staleness bound honest."""
+        ttl = self.ttl if ttl is None else ttl
+        if ttl <= 0:
             return
         start = self._clock() if fetched_at is None else fetched_at
         with self._lock:
             self._data.pop(key, None)
-            self._data[key] = (start + self.ttl, value)
+            self._data[key] = (start + ttl, value)
             while len(self._data) > self.max_entries:
                 del self._data[next(iter(self._data))]
 

@@ -8,6 +8,8 @@ issuer blips, and this subclass closes only those:
   grace period instead of every request failing;
 - after a failed fetch, further fetches wait ``retry_after_failure`` seconds, so a flood of tokens with
   random ``kid`` values cannot turn an issuer outage into one blocking network call per request.
+
+It also indexes the cached set by ``kid``, because PyJWT rebuilds and scans the key list on every lookup.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from jwt import PyJWKClient
+from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 
@@ -49,11 +51,33 @@ class ResilientJWKClient(PyJWKClient):
         self._last_failure_at: float | None = None
         self._fetch_count = 0
         self._state_lock = threading.Lock()
+        self._indexed_set: object | None = None
+        self._index: dict[str, PyJWK] = {}
 
     @property
     def fetch_count(self) -> int:
         """Network fetches attempted so far (for tests and metrics)."""
         return self._fetch_count
+
+    def get_signing_key(self, kid: str) -> PyJWK:
+        """PyJWT's lookup, with a kid index over the cached set so the common case is one dict read."""
+        key = self.cached_key(kid)
+        if key is not None:
+            return key
+        key = super().get_signing_key(kid)
+        current = self.jwk_set_cache.get() if self.jwk_set_cache is not None else None
+        if current is not None and current is not self._indexed_set:
+            self._index = {k.key_id: k for k in self._get_signing_keys_from_jwk_set(current)}
+            self._indexed_set = current
+        return key
+
+    def cached_key(self, kid: str) -> PyJWK | None:
+        """The key for ``kid`` from the current, unexpired cached set; None otherwise. Never fetches."""
+        cache = self.jwk_set_cache
+        current = cache.get() if cache is not None else None
+        if current is None or current is not self._indexed_set:
+            return None
+        return self._index.get(kid)
 
     def fetch_data(self) -> Any:
         now = time.monotonic()

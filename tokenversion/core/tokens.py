@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +27,16 @@ from jwt.exceptions import (
     PyJWKError,
 )
 
+from .cache import MISSING, TTLCache
 from .errors import KeysUnavailable, TokenExpired, TokenInvalid
 from .keys import ResilientJWKClient
 
-# Compact JWS only: three base64url segments. JWE (five segments) and JSON serialization never match.
-_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+# Compact JWS only: three segments (JWE has five; JSON serialization has none), base64url throughout.
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+\Z")
+# Every token an issuer signs with one key has the same header segment, so parses are kept, by exact
+# segment, up to a small bound (hostile headers beyond it are simply parsed each time).
+_parsed_headers: dict[str, dict[str, Any]] = {}
+_MAX_PARSED_HEADERS = 64
 _MAX_KID_LENGTH = 256
 
 
@@ -45,11 +51,13 @@ class TokenPolicy:
     leeway: float = 5.0
     token_type: str | None = "Bearer"
     max_token_bytes: int = 8192
-    required_claims: tuple[str, ...] = ("exp", "iat", "iss", "aud", "sub")
+    # iss and aud are required by PyJWT whenever issuer and audience are given; sub is checked after decode.
+    required_claims: tuple[str, ...] = ("exp", "iat")
     jwks_lifespan: float = 300.0
     jwks_cooldown: float = 30.0
     jwks_timeout: float = 2.0
     jwks_stale_grace: float = 600.0
+    claims_cache_size: int = 10_000
     extra_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -62,18 +70,27 @@ def read_header(raw: str, max_bytes: int) -> dict[str, Any]:
     """Parse and sanity-check a compact JWS header without trusting anything in it.
 
     Raises ``TokenInvalid`` for anything that is not a plausible compact JWS; every parser failure
-    (bad base64, bad UTF-8, bad or deeply nested JSON) maps to that one exception.
+    (bad base64, bad UTF-8, bad or deeply nested JSON) maps to that one exception. The payload and
+    signature segments are checked by PyJWT when it verifies the signature.
     """
     if len(raw) > max_bytes:
         raise TokenInvalid("token too large")
-    if not _COMPACT_JWS.match(raw):
+    if raw.count(".") != 2:
+        raise TokenInvalid("not a compact JWS")
+    head = raw[: raw.index(".")]
+    known = _parsed_headers.get(head)
+    if known is not None:
+        return dict(known)
+    if not _SEGMENT.match(head):
         raise TokenInvalid("not a compact JWS")
     try:
-        header = _b64url_json(raw.split(".", 1)[0])
+        header = _b64url_json(head)
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise TokenInvalid("malformed token header") from None
     if not isinstance(header, dict):
         raise TokenInvalid("malformed token header")
+    if len(_parsed_headers) < _MAX_PARSED_HEADERS:
+        _parsed_headers[head] = dict(header)
     return header
 
 
@@ -93,6 +110,10 @@ class AccessTokenValidator:
             stale_grace=policy.jwks_stale_grace,
         )
         self._decoder = jwt.PyJWT()
+        # Verified claims by exact token string, until exp: a repeated token skips the signature check.
+        self._verified: TTLCache[tuple[dict[str, Any], str]] | None = (
+            TTLCache(ttl=0, max_entries=policy.claims_cache_size) if policy.claims_cache_size else None
+        )
         self._options = {
             "require": list(policy.required_claims),
             "verify_signature": True,
@@ -108,53 +129,113 @@ class AccessTokenValidator:
     def validate(self, raw: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise ``TokenRejected`` / ``KeysUnavailable``."""
         policy = self.policy
-        header = read_header(raw, policy.max_token_bytes)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in policy.algorithms:
-            raise TokenInvalid("algorithm not allowed")
-        if "crit" in header:
-            # We implement no JWS extension, so any critical one must be refused (RFC 7515 section 4.1.11).
-            raise TokenInvalid("unsupported critical header")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
-            raise TokenInvalid("missing or malformed key id")
+        if self._verified is not None:
+            hit = self._verified.get(raw)
+            if hit is not MISSING and self._still_trusted(hit[1]):
+                return dict(hit[0])
+        header = check_header(raw, policy.max_token_bytes, policy.algorithms)
+        kid = key_id(header)
         key = self._signing_key(kid)
-        try:
-            claims = self._decoder.decode(
-                raw,
-                key=key,
-                algorithms=list(policy.algorithms),
-                audience=list(policy.audience),
-                issuer=policy.issuer,
-                leeway=policy.leeway,
-                options=self._options,
-            )
-        except ExpiredSignatureError:
-            raise TokenExpired("token expired") from None
-        except ImmatureSignatureError:
-            raise TokenInvalid("token not yet valid") from None
-        except InvalidTokenError as exc:
-            raise TokenInvalid(_describe(exc)) from None
-        except (ValueError, TypeError, RecursionError, UnicodeDecodeError):
-            raise TokenInvalid("malformed token") from None
-        if not isinstance(claims, dict):
-            raise TokenInvalid("malformed token payload")
+        claims = decode_verified(
+            self._decoder,
+            raw,
+            key,
+            algorithms=policy.algorithms,
+            audience=policy.audience,
+            issuer=policy.issuer,
+            leeway=policy.leeway,
+            options=self._options,
+        )
         if policy.token_type is not None and claims.get("typ") != policy.token_type:
             raise TokenInvalid(f"not an access token (typ must be {policy.token_type})")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise TokenInvalid("malformed sub claim")
+        if self._verified is not None and type(claims.get("exp")) in (int, float):
+            # Trusted until exp + leeway on the wall clock; expiry on the monotonic clock, the cache's.
+            remaining = claims["exp"] + policy.leeway - time.time()
+            if remaining > 0:
+                self._verified.put(raw, (dict(claims), kid), ttl=remaining)
         return claims
 
-    def _signing_key(self, kid: str) -> jwt.PyJWK:
-        try:
-            return self.jwk_client.get_signing_key(kid)
-        except PyJWKClientConnectionError:
-            raise KeysUnavailable("the issuer's signing keys cannot be fetched") from None
-        except PyJWKClientError:
-            raise TokenInvalid("unknown signing key") from None
-        except PyJWKError:
-            raise KeysUnavailable("the issuer's key set is unusable") from None
+    def _still_trusted(self, kid: str) -> bool:
+        """A cached token stays valid only while its signing key is still in the issuer's current set."""
+        cached_key = getattr(self.jwk_client, "cached_key", None)
+        return cached_key is not None and cached_key(kid) is not None
 
+    def _signing_key(self, kid: str) -> jwt.PyJWK:
+        return fetch_signing_key(self.jwk_client, kid)
+
+
+# The steps every signed token this package accepts goes through (access tokens here, logout tokens in
+# ``logout_tokens``), in this order: ``check_header`` -> ``key_id`` -> ``fetch_signing_key`` ->
+# ``decode_verified``. One code path, so a fix to one kind of token is a fix to all.
+
+
+def check_header(raw: str, max_bytes: int, algorithms: Sequence[str]) -> dict[str, Any]:
+    """``read_header``, then the algorithm allow-list and the ``crit`` refusal; no network, no key."""
+    header = read_header(raw, max_bytes)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise TokenInvalid("algorithm not allowed")
+    if "crit" in header:
+        # We implement no JWS extension, so any critical one must be refused (RFC 7515 section 4.1.11).
+        raise TokenInvalid("unsupported critical header")
+    return header
+
+
+def key_id(header: Mapping[str, Any]) -> str:
+    """The header's ``kid``, an opaque lookup string of bounded length."""
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
+        raise TokenInvalid("missing or malformed key id")
+    return kid
+
+
+def fetch_signing_key(jwk_client: jwt.PyJWKClient, kid: str) -> jwt.PyJWK:
+    """The issuer's key for ``kid``: ``TokenInvalid`` when unknown, ``KeysUnavailable`` when unfetchable."""
+    try:
+        return jwk_client.get_signing_key(kid)
+    except PyJWKClientConnectionError:
+        raise KeysUnavailable("the issuer's signing keys cannot be fetched") from None
+    except PyJWKClientError:
+        raise TokenInvalid("unknown signing key") from None
+    except PyJWKError:
+        raise KeysUnavailable("the issuer's key set is unusable") from None
+
+
+def decode_verified(
+    decoder: jwt.PyJWT,
+    raw: str,
+    key: jwt.PyJWK,
+    *,
+    algorithms: Sequence[str],
+    audience: Sequence[str],
+    issuer: str,
+    leeway: float,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Signature, then PyJWT's registered-claim checks; every failure mapped to a short, safe error."""
+    try:
+        claims = decoder.decode(
+            raw,
+            key=key,
+            algorithms=list(algorithms),
+            audience=list(audience),
+            issuer=issuer,
+            leeway=leeway,
+            options=dict(options),
+        )
+    except ExpiredSignatureError:
+        raise TokenExpired("token expired") from None
+    except ImmatureSignatureError:
+        raise TokenInvalid("token not yet valid") from None
+    except InvalidTokenError as exc:
+        raise TokenInvalid(_describe(exc)) from None
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError):
+        raise TokenInvalid("malformed token") from None
+    if not isinstance(claims, dict):
+        raise TokenInvalid("malformed token payload")
+    return claims
 
 
 def _describe(exc: InvalidTokenError) -> str:
@@ -166,6 +247,8 @@ def _describe(exc: InvalidTokenError) -> str:
         "InvalidAlgorithmError": "algorithm not allowed",
         "MissingRequiredClaimError": "missing required claim",
         "InvalidIssuedAtError": "malformed iat claim",
+        "InvalidSubjectError": "malformed sub claim",
+        "InvalidJTIError": "malformed jti claim",
         "DecodeError": "malformed token",
         "InvalidKeyError": "unusable key",
     }

@@ -55,6 +55,15 @@ class RevokeSessionForm(forms.ModelForm):
         except services.InvalidRequest as exc:
             raise forms.ValidationError(str(exc)) from None
 
+    def clean_subject(self):
+        subject = self.cleaned_data["subject"]
+        if not subject:
+            return subject
+        try:
+            return services.check_identifier(subject, "subject")
+        except services.InvalidRequest as exc:
+            raise forms.ValidationError(str(exc)) from None
+
     def validate_unique(self):
         """Revoking an already revoked session just renews it; the service handles that."""
 
@@ -77,7 +86,8 @@ class RevokedSessionAdmin(admin.ModelAdmin):
             actor=services.Actor.admin(request.user), note=form.cleaned_data["note"] or "Django admin",
         )
         saved = RevokedSession.objects.get(issuer=rev.issuer, session_id=rev.session_id)
-        obj.pk, obj.issuer, obj.revoked_at, obj.expires_at = saved.pk, saved.issuer, saved.revoked_at, saved.expires_at
+        obj.pk, obj.issuer = saved.pk, saved.issuer
+        obj.revoked_at, obj.expires_at = saved.revoked_at, saved.expires_at
         obj._state.adding = False
 
 
@@ -109,7 +119,8 @@ class RealmRevocationAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             services.revoke_realm(actor=services.Actor.admin(request.user),
                                   note=form.cleaned_data["note"] or "Django admin: realm-wide revocation")
-            self.message_user(request, "Every token of the realm issued until now is revoked.", messages.SUCCESS)
+            self.message_user(request, "Every token of the realm issued until now is revoked.",
+                              messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:tokenversion_server_realmrevocation_changelist"))
         context = {
             **self.admin_site.each_context(request),

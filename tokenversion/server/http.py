@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -19,6 +20,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 logger = logging.getLogger("tokenversion.server")
 
 MAX_BODY_BYTES = 16 * 1024
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 32
 SECRET_HEADER = "HTTP_X_TOKENVERSION_SECRET"
 
 
@@ -56,7 +59,8 @@ def machine_endpoint(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[H
             return error_response(503, "unavailable", "the provider's database is unavailable",
                                   {"Retry-After": "1"})
 
-    wrapper.csrf_exempt = True  # machine-to-machine, authenticated by secret, never by cookie
+    # Machine-to-machine, authenticated by a secret or a signed token, never by cookie.
+    wrapper.csrf_exempt = True
     return wrapper
 
 
@@ -75,9 +79,11 @@ def _content_type(request: HttpRequest) -> str:
     return request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
 
 
-def read_body(request: HttpRequest, content_type: str, limit: int = MAX_BODY_BYTES) -> bytes:
+def read_body(request: HttpRequest, content_type: str, limit: int = MAX_BODY_BYTES,
+              wrong_type_status: int = 415) -> bytes:
     if _content_type(request) != content_type:
-        raise HttpError(415, "unsupported_media_type", f"Content-Type must be {content_type}")
+        code = "unsupported_media_type" if wrong_type_status == 415 else "invalid_request"
+        raise HttpError(wrong_type_status, code, f"Content-Type must be {content_type}")
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -112,6 +118,21 @@ def read_json_object(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> dict[
     if not isinstance(data, dict):
         raise HttpError(400, "invalid_request", "body must be a JSON object")
     return data
+
+
+def read_form(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> dict[str, list[str]]:
+    """An ``application/x-www-form-urlencoded`` body as ``{name: [values]}``, repeated names kept, so a
+    caller can insist on exactly one value. Wrong content type, bad encoding: 400 ``invalid_request``."""
+    body = read_body(request, FORM_CONTENT_TYPE, limit, wrong_type_status=400)
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict",
+                          max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # includes UnicodeDecodeError and too many fields
+        raise HttpError(400, "invalid_request", "body is not a valid form") from None
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
 
 
 def optional_string(data: dict[str, Any], key: str, max_length: int = 255) -> str:

@@ -120,8 +120,10 @@ class RevocationEvent(models.Model):
         permissions = [("revoke_tokens", "Can revoke tokens (sessions, users, realm)")]
 
     def save(self, *args, **kwargs):
-        if self.pk is not None and not self._state.adding:
+        if not self._state.adding:
             raise TypeError("the revocation audit trail is append-only")
+        # An INSERT, always: a new object given an existing id must fail, not overwrite that row.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

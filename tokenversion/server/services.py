@@ -136,8 +136,9 @@ def _bump_sql(using: str) -> str:
     conn = connections[using]
     qn = conn.ops.quote_name
     table = qn(SubjectVersion._meta.db_table)
+    # Only quoted identifiers are interpolated; every value is a bound parameter.
     return (
-        f"INSERT INTO {table} ({qn('issuer')}, {qn('subject')}, {qn('token_version')}, "
+        f"INSERT INTO {table} ({qn('issuer')}, {qn('subject')}, {qn('token_version')}, "  # noqa: S608
         f"{qn('last_logout_time')}, {qn('updated_at')}) VALUES (%s, %s, %s, %s, %s) "
         f"ON CONFLICT ({qn('issuer')}, {qn('subject')}) DO UPDATE SET "
         f"{qn('token_version')} = {table}.{qn('token_version')} + 1, "

@@ -7,5 +7,6 @@ app_name = "tokenversion"
 urlpatterns = [
     path("claims", views.claims_view, name="claims"),
     path("events", views.events_view, name="events"),
+    path("backchannel-logout", views.backchannel_logout_view, name="backchannel-logout"),
     path("revocations", views.RevocationView.as_view(), name="revocations"),
 ]

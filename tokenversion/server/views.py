@@ -1,25 +1,42 @@
-"""The provider's endpoints: the claims endpoint for Keycloak mappers, the Keycloak event receiver, and the
-REST revocation API for other systems. Each is a thin layer over ``services``."""
+"""The provider's endpoints: the claims endpoint for Keycloak mappers, the Keycloak event receiver, the OIDC
+back-channel logout receiver, and the REST revocation API for other systems. Each is a thin layer over
+``services``."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
 
+from ..authentication import get_validator
 from ..conf import get_settings
+from ..core.errors import TokenRejected, Unavailable
+from ..core.logout_tokens import LogoutToken, LogoutTokenValidator
 from . import services
-from .http import HttpError, json_response, machine_endpoint, optional_string, read_json_object, require_secret
+from .http import (
+    MAX_BODY_BYTES,
+    HttpError,
+    error_response,
+    json_response,
+    machine_endpoint,
+    optional_string,
+    read_form,
+    read_json_object,
+    require_secret,
+)
 from .models import RevocationEvent, SeenIdentifier
 
 Reason = RevocationEvent.Reason
+logger = logging.getLogger("tokenversion.server")
 
 
 def _issuer(data: dict[str, Any]) -> str:
@@ -102,6 +119,77 @@ def events_view(request: HttpRequest) -> HttpResponse:
     return json_response({"status": "ok", "action": action, "duplicate": False})
 
 
+@machine_endpoint
+def backchannel_logout_view(request: HttpRequest) -> HttpResponse:
+    """``POST /tokenversion/backchannel-logout``: OIDC Back-Channel Logout 1.0, sent by Keycloak itself.
+
+    Authenticated by the logout token's signature (no secret): see docs/backchannel-logout.md. 200 once the
+    session (``sid``) or, without ``sid``, the user (``sub``) is revoked; 400 for a bad request or token,
+    a replayed ``jti`` included; 503 when the keys or the database are unavailable.
+    """
+    try:
+        return _backchannel_logout(request)
+    except (HttpError, DatabaseError):
+        raise  # machine_endpoint answers these (the database ones with 503)
+    except Exception:
+        logger.exception("unexpected error in back-channel logout")
+        return error_response(500, "internal_error", "back-channel logout failed unexpectedly")
+
+
+def _backchannel_logout(request: HttpRequest) -> HttpResponse:
+    conf = get_settings()
+    if not conf.issuer or not conf.backchannel_audience:
+        raise HttpError(400, "not_configured",
+                        "back-channel logout is not configured (TOKENVERSION['BACKCHANNEL_AUDIENCE'])")
+    form = read_form(request, max(MAX_BODY_BYTES, conf.max_token_bytes + 1024))
+    values = form.get("logout_token", [])
+    if len(values) != 1 or not values[0]:
+        raise HttpError(400, "invalid_request", "exactly one non-empty logout_token field is required")
+    token = _validate_logout_token(values[0])
+    issuer = services.resolve_issuer(token.issuer)
+    try:
+        if token.subject:
+            services.check_identifier(token.subject, "sub")
+        if token.session_id:
+            services.check_identifier(token.session_id, "sid")
+    except services.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", f"invalid logout token: {exc}") from None
+    actor = services.Actor.keycloak(f"backchannel-logout {token.jti}")
+    replay_until = dt.datetime.fromtimestamp(token.replay_until, tz=dt.UTC)
+    # The replay record and the revocation commit together: a failure leaves neither behind, so Keycloak's
+    # next logout token for the same session is not refused as a replay of one that did nothing.
+    with transaction.atomic():
+        if not services.remember_once(SeenIdentifier.KIND_LOGOUT_TOKEN, token.jti, replay_until, issuer):
+            logger.warning("back-channel logout: replayed jti refused")
+            raise HttpError(400, "invalid_request", "invalid logout token: jti already used (replay)")
+        if token.session_id:
+            action = "revoke_session"
+            rev = services.revoke_session(token.session_id, subject=token.subject or "", reason=Reason.LOGOUT,
+                                          actor=actor, issuer=issuer, note="OIDC back-channel logout")
+        else:
+            action = "revoke_user"
+            rev = services.revoke_user(token.subject, reason=Reason.LOGOUT, actor=actor, issuer=issuer,
+                                       note="OIDC back-channel logout (no sid)")
+    logger.info("back-channel logout: %s done (audit %s)", action, rev.audit_id)
+    return json_response({"status": "ok", "action": action})
+
+
+def _validate_logout_token(raw: str) -> LogoutToken:
+    """Validated with the process's one JWKS client, the access-token validator's."""
+    try:
+        validator = LogoutTokenValidator(get_settings().logout_token_policy(), get_validator().jwk_client)
+    except ImproperlyConfigured as exc:
+        raise HttpError(400, "not_configured", str(exc)) from None
+    try:
+        return validator.validate(raw)
+    except TokenRejected as exc:
+        logger.warning("back-channel logout: token refused: %s", exc.description)
+        raise HttpError(400, "invalid_request", f"invalid logout token: {exc.description}") from None
+    except Unavailable as exc:
+        logger.warning("back-channel logout: %s", exc)
+        raise HttpError(503, exc.code, str(exc), {"Retry-After": "1"}) from None
+
+
 class RevocationRequestSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=["user", "session", "realm"])
     user = serializers.CharField(required=False, max_length=255,
@@ -169,3 +257,15 @@ class RevocationView(APIView):
         except services.InvalidRequest as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return Response(revocation_payload(rev), status=201, headers={"Cache-Control": "no-store"})
+
+    def handle_exception(self, exc):
+        """A database outage (here or in authentication) is a 503 JSON answer to retry, never a 500."""
+        if isinstance(exc, DatabaseError):
+            logger.exception("database error in the revocation API")
+            set_rollback()
+            return Response(
+                {"detail": "the provider's database is unavailable, nothing was revoked",
+                 "code": "unavailable"},
+                status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
+            )
+        return super().handle_exception(exc)

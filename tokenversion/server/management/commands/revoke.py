@@ -54,7 +54,8 @@ class Command(BaseCommand):
         subject = services.find_subject(identifier)
         if subject is None:
             raise CommandError(
-                f"unknown user {identifier!r}: no Keycloak user has that subject, username or email"
+                f"unknown user {identifier!r}: no Keycloak user, or more than one, has that subject, "
+                f"username or email"
             )
         return subject
 
