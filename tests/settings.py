@@ -18,7 +18,7 @@ if _db == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "tokenversion",
+            "NAME": os.environ.get("TOKENVERSION_TEST_PG_NAME", "tokenversion"),
             "USER": os.environ.get("PGUSER", "tokenversion"),
             "PASSWORD": os.environ.get("PGPASSWORD", "tokenversion"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
@@ -39,7 +39,8 @@ elif _db == "sqlite":
 else:
     raise RuntimeError(f"TOKENVERSION_TEST_DB must be sqlite or postgres, not {_db!r}")
 
-TEST_ISSUER = "http://127.0.0.1:1/realms/test"  # replaced per session by the JWKS fixture's real port
+# Replaced per test by the JWKS fixture's real port; subprocesses of a test get it from the environment.
+TEST_ISSUER = os.environ.get("TOKENVERSION_TEST_ISSUER", "http://127.0.0.1:1/realms/test")
 TOKENVERSION = {
     **TOKENVERSION,
     "ISSUER": TEST_ISSUER,
