@@ -161,3 +161,12 @@ def test_several_problems_are_all_reported(check_ids, monkeypatch):
     ids = check_ids(AUDIENCE=None, ALGORITHMS=["HS256"], LEEWAY=300, CACHE_TTL=10, MAPPER_SECRETS=[])
     assert ids == ["tokenversion.E002", "tokenversion.E003", "tokenversion.W003", "tokenversion.W005",
                    "tokenversion.W006"]
+
+
+def test_w009_when_backchannel_audience_is_empty(tv_settings):
+    from tokenversion.checks import check_settings
+
+    tv_settings(BACKCHANNEL_AUDIENCE=None)
+    assert "tokenversion.W009" in {m.id for m in check_settings()}
+    tv_settings(BACKCHANNEL_AUDIENCE=["web"])
+    assert "tokenversion.W009" not in {m.id for m in check_settings()}

@@ -86,6 +86,11 @@ def _check_server(conf):
         elif any(len(s) < 32 for s in secrets):
             found.append(Warning(f"A secret in TOKENVERSION['{name}'] is shorter than 32 characters.",
                                  id="tokenversion.W007"))
+    if not getattr(conf, "backchannel_audience", None):
+        found.append(Warning("TOKENVERSION['BACKCHANNEL_AUDIENCE'] is empty: the back-channel logout receiver "
+                             "refuses every logout token, so Keycloak logouts revoke nothing.",
+                             hint="List the Keycloak client ids users log in through (docs/backchannel-logout.md).",
+                             id="tokenversion.W009"))
     if set(conf.mapper_secrets) & set(conf.event_secrets):
         found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
                              "secret then allows revoking.", id="tokenversion.W008"))
