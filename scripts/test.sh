@@ -8,7 +8,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_venv dev
 "$VENV/bin/ruff" check .
-bash scripts/keycloak.sh build-extension
+echo "== Keycloak extension: JUnit tests and JAR (Maven)"
+command -v mvn >/dev/null || { echo "test.sh: Maven (mvn) and a JDK 17 are required" >&2; exit 1; }
+(cd keycloak && mvn -B package 2>&1 | grep -E "Tests run:|BUILD|ERROR|FAIL" ; exit "${PIPESTATUS[0]}")
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 mkdir -p var

@@ -108,12 +108,12 @@ public class TokenVersionEventListenerProvider implements EventListenerProvider 
                 // the transaction is already over (should not happen for listeners): send right away
                 AfterCommit p = pending;
                 pending = null;
-                p.events.add(event);
+                p.add(event);
                 p.sendAll();
                 return;
             }
         }
-        pending.events.add(event);
+        pending.add(event);
     }
 
     @Override
@@ -126,6 +126,20 @@ public class TokenVersionEventListenerProvider implements EventListenerProvider 
 
         AfterCommit(EventSender sender) {
             this.sender = sender;
+        }
+
+        /**
+         * One event per (type, user, session) and request: a password update through the required action fires
+         * both UPDATE_CREDENTIAL and the deprecated UPDATE_PASSWORD, which must not revoke twice.
+         */
+        void add(OutboundEvent e) {
+            for (OutboundEvent o : events) {
+                if (o.type().equals(e.type()) && java.util.Objects.equals(o.userId(), e.userId())
+                        && java.util.Objects.equals(o.sessionId(), e.sessionId())) {
+                    return;
+                }
+            }
+            events.add(e);
         }
 
         @Override

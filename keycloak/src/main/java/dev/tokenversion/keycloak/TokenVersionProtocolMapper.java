@@ -143,7 +143,10 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
             // do not resolve vault references here: the vault may be configured only on some nodes
             MapperConfig.parse(config, null);
         } catch (IllegalArgumentException e) {
-            throw new ProtocolMapperConfigException(e.getMessage());
+            // Keycloak 26.7 needs a message key here (a null key ends in a NullPointerException and a 500) and
+            // formats the message with MessageFormat: keep quotes and braces out of it.
+            String message = e.getMessage().replaceAll("['{}]", "");
+            throw new ProtocolMapperConfigException(message, "tokenversionInvalidMapperConfig");
         }
     }
 
@@ -208,18 +211,17 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
     }
 
     /** Puts the version under the configured claim name (nested names such as "a.b" work as in Keycloak). */
-    private static void putClaim(IDToken token, ProtocolMapperModel model, long version) {
+    static void putClaim(IDToken token, ProtocolMapperModel model, long version) {
         Object value = version <= Integer.MAX_VALUE ? (Object) Integer.valueOf((int) version) : Long.valueOf(version);
-        ProtocolMapperModel effective = model;
-        String configured = model.getConfig() == null ? null : model.getConfig().get(OIDCAttributeMapperHelper.TOKEN_CLAIM_NAME);
-        if (configured == null || configured.isBlank()) {
-            effective = new ProtocolMapperModel();
-            effective.setName(model.getName());
-            Map<String, String> config = new HashMap<>(model.getConfig() == null ? Map.of() : model.getConfig());
-            config.put(OIDCAttributeMapperHelper.TOKEN_CLAIM_NAME, DEFAULT_CLAIM_NAME);
-            config.remove(OIDCAttributeMapperHelper.JSON_TYPE);
-            effective.setConfig(config);
-        }
+        // The value is already a JSON integer: an own copy of the config without jsonType.label, so that a
+        // jsonType set by a provisioning script ("long", "String") cannot make Keycloak's converter throw.
+        ProtocolMapperModel effective = new ProtocolMapperModel();
+        effective.setName(model.getName());
+        Map<String, String> config = new HashMap<>(model.getConfig() == null ? Map.of() : model.getConfig());
+        config.put(OIDCAttributeMapperHelper.TOKEN_CLAIM_NAME, claimName(model));
+        config.remove(OIDCAttributeMapperHelper.JSON_TYPE);
+        config.remove("multivalued");
+        effective.setConfig(config);
         OIDCAttributeMapperHelper.mapClaim(token, effective, value);
     }
 
