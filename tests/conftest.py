@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.test import override_settings
 
@@ -42,6 +44,25 @@ def api(db):
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@contextlib.contextmanager
+def database_down():
+    """A real outage of the default database for the block: the live connection points at nothing, then back."""
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent-dir/tokenversion.sqlite3"
+    else:
+        connection.settings_dict["PORT"] = "1"  # nothing listens there
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
 
 
 MAPPER_SECRET = "mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"

@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import KeycloakUser
+from tests.conftest import database_down
 from tests.jwks import DROP, SigningKey
 from tokenversion.server import services
 
@@ -321,20 +322,10 @@ def test_store_outage_is_503_and_recovers_without_restart(api, jwks_server, tv_s
     tv_settings(CACHE_TTL=0)
     token = jwks_server.mint()
     assert call(api, token).status_code == 200
-    saved = dict(connection.settings_dict)
-    connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = "/nonexistent-dir/tokenversion.sqlite3"
-    else:
-        connection.settings_dict["PORT"] = "1"  # nothing listens there: a real connection failure
-    try:
+    with database_down():
         response = call(api, token)
         assert response.status_code == 503
         assert response.json()["code"] == "revocation_store_unavailable"
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
     assert call(api, token).status_code == 200
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from django.db import DatabaseError
 from django.test import Client
 
+from tests.conftest import database_down
 from tests.jwks import DROP, SigningKey
 from tokenversion.authentication import get_validator
 from tokenversion.core.errors import KeysUnavailable, TokenInvalid
@@ -447,21 +448,9 @@ def test_keys_unavailable_is_503(client, jwks_server):
 
 
 def test_database_outage_is_503(client, jwks_server, transactional_db):
-    from django.db import connection
-
     token = jwks_server.mint_logout()
-    saved = dict(connection.settings_dict)
-    connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = "/nonexistent-dir/x.sqlite3"
-    else:
-        connection.settings_dict["PORT"] = "1"
-    try:
+    with database_down():
         assert_error(logout(client, token), 503, "unavailable")
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
     assert counts() == NOTHING
     assert logout(client, token).status_code == 200  # nothing was remembered, so Keycloak's token still works
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from accounts.models import KeycloakUser
-from tests.conftest import MAPPER_SECRET
+from tests.conftest import MAPPER_SECRET, database_down
 from tokenversion.server import services
 from tokenversion.server.models import RevocationEvent, SubjectVersion
 
@@ -127,18 +127,6 @@ def test_federated_subject_ids_are_accepted(client):
 
 
 def test_database_outage_is_503_not_500(client, transactional_db):
-    from django.db import connection
-
-    saved = dict(connection.settings_dict)
-    connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = "/nonexistent-dir/x.sqlite3"
-    else:
-        connection.settings_dict["PORT"] = "1"
-    try:
+    with database_down():
         assert_error(post(client, {"sub": SUB}), 503, "unavailable")
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
     assert post(client, {"sub": SUB}).status_code == 200
