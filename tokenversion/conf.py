@@ -7,6 +7,7 @@ Read on first use rather than at import, and dropped on Django's ``setting_chang
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -127,6 +128,11 @@ class TokenVersionSettings:
         )
 
     def revocation_policy(self) -> RevocationPolicy:
+        """Built once per settings object: it is read on every request."""
+        return self._revocation_policy
+
+    @cached_property
+    def _revocation_policy(self) -> RevocationPolicy:
         return RevocationPolicy(
             claim=self.claim,
             require_version_claim=self.require_version_claim,
