@@ -68,8 +68,20 @@ def test_session_revocation_is_kept_for_the_longest_token_lifetime(tv_settings):
     row = RevokedSession.objects.get(session_id="sid-1")
     assert row.expires_at - row.revoked_at == dt.timedelta(seconds=600)
     assert rev.scope == "session" and RevocationEvent.objects.get().session_id == "sid-1"
-    services.revoke_session("sid-1", actor=actor())  # again: renewed, not duplicated
-    assert RevokedSession.objects.count() == 1 and RevocationEvent.objects.count() == 2
+    again = services.revoke_session("sid-1", actor=actor())  # Keycloak reports logouts twice
+    assert not again.changed and again.audit_id is None
+    assert RevokedSession.objects.count() == 1 and RevocationEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_expired_session_revocation_is_renewed_and_audited(tv_settings):
+    tv_settings(MAX_TOKEN_LIFETIME=600)
+    services.revoke_session("sid-1", subject=SUB, actor=actor())
+    RevokedSession.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    renewed = services.revoke_session("sid-1", actor=actor())
+    assert renewed.changed and renewed.audit_id is not None
+    row = RevokedSession.objects.get()
+    assert row.expires_at > timezone.now() and RevocationEvent.objects.count() == 2
 
 
 @pytest.mark.django_db

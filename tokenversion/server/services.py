@@ -78,6 +78,7 @@ class Revocation:
     old_version: int | None = None
     new_version: int | None = None
     audit_id: int | None = None
+    changed: bool = True  # False: it was already in force (a repeated session revocation), nothing written
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,21 +184,37 @@ def revoke_session(
         check_identifier(subject, "subject")
     _check_reason(reason)
     using = _db(RevokedSession)
+    conn = connections[using]
     now = timezone.now()
     expires = now + dt.timedelta(seconds=get_settings().max_token_lifetime)
+    rev = Revocation(Scope.SESSION, issuer, reason, now, subject=subject, session_id=session_id)
     with transaction.atomic(using=using):
-        RevokedSession.objects.using(using).bulk_create(
-            [RevokedSession(issuer=issuer, session_id=session_id, subject=subject,
-                            revoked_at=now, expires_at=expires)],
-            update_conflicts=True,
-            unique_fields=["issuer", "session_id"],
-            update_fields=["revoked_at", "expires_at"],
-        )
-        rev = Revocation(Scope.SESSION, issuer, reason, now, subject=subject, session_id=session_id)
+        with conn.cursor() as cursor:
+            cursor.execute(_revoke_session_sql(using), [issuer, session_id, subject,
+                                                        conn.ops.adapt_datetimefield_value(now),
+                                                        conn.ops.adapt_datetimefield_value(expires)])
+            if cursor.fetchone() is None:
+                # Already revoked and not expired (Keycloak reports a logout twice: back-channel and event).
+                return Revocation(**{**rev.__dict__, "changed": False})
         audit = _audit(rev, actor, note, using)
         rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
         _after_commit(rev, using)
     return rev
+
+
+def _revoke_session_sql(using: str) -> str:
+    """Insert the session, or renew an expired row; returns a row only when it changed something."""
+    conn = connections[using]
+    qn = conn.ops.quote_name
+    table = qn(RevokedSession._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({qn('issuer')}, {qn('session_id')}, {qn('subject')}, "  # noqa: S608
+        f"{qn('revoked_at')}, {qn('expires_at')}) VALUES (%s, %s, %s, %s, %s) "
+        f"ON CONFLICT ({qn('issuer')}, {qn('session_id')}) DO UPDATE SET "
+        f"{qn('revoked_at')} = excluded.{qn('revoked_at')}, {qn('expires_at')} = excluded.{qn('expires_at')} "
+        f"WHERE {table}.{qn('expires_at')} <= excluded.{qn('revoked_at')} "
+        f"RETURNING {qn('id')}"
+    )
 
 
 def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None = None,
