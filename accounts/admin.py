@@ -6,23 +6,34 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
 from tokenversion.conf import get_settings
-from tokenversion.server import services
+from tokenversion.server import keycloak, services
 from tokenversion.server.models import SubjectVersion
 
 from .models import KeycloakUser
 
 
 def _revoke(modeladmin, request, queryset, reason: str, label: str) -> None:
+    """End the users' Keycloak sessions, then bump their versions.
+
+    Sessions first: Keycloak re-runs the mappers on refresh, so a client refreshing between a bump and the
+    session's end would get a token with the new version. In this order every token issued before the bump,
+    including one refreshed in between, carries an old version. When Keycloak cannot be reached, the bump is
+    still made (every access token dies) and the admin is told that refresh tokens may still work.
+    """
     if not request.user.has_perm("tokenversion_server.revoke_tokens"):
         modeladmin.message_user(request, "You lack the permission to revoke tokens.", messages.ERROR)
         return
+    users = list(queryset)
+    ended, not_ended = _end_keycloak_sessions(users)
     actor = services.Actor.admin(request.user)
     done = 0
     skipped = []
-    for user in queryset:
+    for user in users:
+        note = f"Django admin: {label}"
+        if user.subject in ended:
+            note += f"; {ended[user.subject]} Keycloak session(s) ended"
         try:
-            services.revoke_user(user.subject, reason=reason, actor=actor, issuer=user.issuer,
-                                 note=f"Django admin: {label}")
+            services.revoke_user(user.subject, reason=reason, actor=actor, issuer=user.issuer, note=note)
         except services.InvalidRequest as exc:
             # e.g. a row left from a previous ISSUER: report it rather than fail half way with a 500.
             skipped.append(f"{user} ({exc})")
@@ -30,7 +41,34 @@ def _revoke(modeladmin, request, queryset, reason: str, label: str) -> None:
         done += 1
     if skipped:
         modeladmin.message_user(request, f"Not revoked: {', '.join(skipped)}.", messages.ERROR)
-    modeladmin.message_user(request, f"Revoked every token of {done} user(s) ({label}).", messages.SUCCESS)
+    if not_ended:
+        modeladmin.message_user(
+            request,
+            f"Keycloak sessions not ended ({not_ended}): access tokens are revoked, but the users' clients may "
+            f"still refresh into new tokens until their Keycloak sessions end. Sign them out in Keycloak.",
+            messages.WARNING,
+        )
+    modeladmin.message_user(
+        request,
+        f"Revoked every token of {done} user(s) ({label}); Keycloak sessions ended: {sum(ended.values())}.",
+        messages.SUCCESS,
+    )
+
+
+def _end_keycloak_sessions(users) -> tuple[dict[str, int], str]:
+    """Sessions ended per subject, and why some could not be (empty when all were)."""
+    try:
+        admin = keycloak.admin_client()
+    except keycloak.KeycloakUnavailable as exc:
+        return {}, str(exc)
+    ended: dict[str, int] = {}
+    failures = []
+    for user in users:
+        try:
+            ended[user.subject] = keycloak.end_user_sessions(user.subject, admin)
+        except keycloak.KeycloakUnavailable as exc:
+            failures.append(str(exc))
+    return ended, "; ".join(failures)
 
 
 @admin.action(description="Revoke all tokens: logout")

@@ -100,6 +100,18 @@ TOKENVERSION = {
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
 }
 
+# The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).
+# Server and realm default to what TOKENVERSION_ISSUER names; see docs/keycloak.md.
+TOKENVERSION_KEYCLOAK = {
+    "SERVER_URL": env_str("KEYCLOAK_URL"),
+    "REALM": env_str("KEYCLOAK_REALM"),
+    "USERNAME": env_str("KEYCLOAK_ADMIN_USERNAME", "admin" if DEBUG else None),
+    "PASSWORD": env_str("KEYCLOAK_ADMIN_PASSWORD", "admin" if DEBUG else None),
+    "ADMIN_REALM": env_str("KEYCLOAK_ADMIN_REALM", "master"),
+    "CLIENT_ID": env_str("KEYCLOAK_ADMIN_CLIENT_ID", "admin-cli"),
+    "CLIENT_SECRET": env_str("KEYCLOAK_ADMIN_CLIENT_SECRET"),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tokenversion.authentication.TokenVersionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -39,6 +39,9 @@ elif _db == "sqlite":
 else:
     raise RuntimeError(f"TOKENVERSION_TEST_DB must be sqlite or postgres, not {_db!r}")
 
+# No Keycloak admin access in unit tests (the end-to-end tests in tests/e2e run a real Keycloak).
+TOKENVERSION_KEYCLOAK: dict = {}
+
 # Replaced per test by the JWKS fixture's real port; subprocesses of a test get it from the environment.
 TEST_ISSUER = os.environ.get("TOKENVERSION_TEST_ISSUER", "http://127.0.0.1:1/realms/test")
 TOKENVERSION = {

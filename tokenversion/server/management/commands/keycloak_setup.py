@@ -1,0 +1,81 @@
+"""python manage.py keycloak_setup: configure a Keycloak realm for tokenversion, idempotently."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ....conf import get_settings
+from ...keycloak import KeycloakUnavailable, RealmSetup, RealmSpec, admin_client, admin_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "Configure a Keycloak realm for tokenversion: the version and audience mappers (in a client scope), "
+        "back-channel logout on the login clients, the audience client and the event listener. "
+        "Changes only what differs; a second run reports no change."
+    )
+
+    def add_arguments(self, parser) -> None:
+        conf = get_settings()
+        parser.add_argument("--provider-url", default="http://127.0.0.1:8000",
+                            help="base URL at which Keycloak reaches this provider (default: %(default)s)")
+        parser.add_argument("--client", action="append", dest="clients", metavar="CLIENT_ID",
+                            help="a client users log in through (repeatable; default: "
+                                 f"TOKENVERSION BACKCHANNEL_AUDIENCE = {', '.join(conf.backchannel_audience)})")
+        parser.add_argument("--audience", default=conf.audience[0] if conf.audience else None,
+                            help="the APIs' audience put into access tokens (default: first of AUDIENCE, "
+                                 "%(default)s)")
+        parser.add_argument("--failure-policy", choices=["omit_claim", "fail"], default="omit_claim",
+                            help="what the mapper does when the provider cannot answer and it has no "
+                                 "remembered version (default: %(default)s)")
+        parser.add_argument("--create-realm", action="store_true", help="create the realm when it is missing")
+        parser.add_argument("--direct-access-grants", action="store_true",
+                            help="allow the password grant on the login clients (tests and demos only)")
+        parser.add_argument("--redirect-uri", action="append", dest="redirect_uris", default=[],
+                            help="redirect URI for login clients this command creates (repeatable)")
+        parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+
+    def handle(self, *args, **options) -> None:
+        conf = get_settings()
+        clients = tuple(options["clients"] or conf.backchannel_audience)
+        if not clients:
+            raise CommandError("no login client: pass --client or set TOKENVERSION BACKCHANNEL_AUDIENCE")
+        missing = [c for c in clients if c not in conf.backchannel_audience]
+        if missing:
+            # Logout tokens name the client in aud: the receiver would refuse them all.
+            raise CommandError(
+                f"client(s) {', '.join(missing)} are not in TOKENVERSION BACKCHANNEL_AUDIENCE "
+                f"({', '.join(conf.backchannel_audience) or 'empty'}): their back-channel logouts would be refused"
+            )
+        if not options["audience"]:
+            raise CommandError("no audience: pass --audience or set TOKENVERSION AUDIENCE")
+        if not conf.mapper_secrets:
+            raise CommandError("TOKENVERSION MAPPER_SECRETS is empty: the mapper would have no secret to send")
+        provider_url = options["provider_url"]
+        if not provider_url.startswith(("http://", "https://")):
+            raise CommandError(f"--provider-url must be an http(s) URL, not {provider_url!r}")
+        try:
+            kc = admin_settings()
+            spec = RealmSpec(
+                realm=kc.realm,
+                login_clients=clients,
+                audience=options["audience"],
+                provider_url=provider_url,
+                mapper_secret=conf.mapper_secrets[0],
+                failure_policy=options["failure_policy"],
+                claim=conf.claim,
+                create_realm=options["create_realm"],
+                direct_access_grants=options["direct_access_grants"],
+                redirect_uris=tuple(options["redirect_uris"]),
+            )
+            changes = RealmSetup(admin_client(kc), spec, dry_run=options["dry_run"]).run()
+        except KeycloakUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        verb = "would change" if options["dry_run"] else "changed"
+        for change in changes:
+            self.stdout.write(f"  {verb}: {change}")
+        if changes:
+            self.stdout.write(f"{len(changes)} change(s) {'planned' if options['dry_run'] else 'made'} "
+                              f"in realm {spec.realm} at {kc.server_url}.")
+        else:
+            self.stdout.write(f"No change: realm {spec.realm} is already configured for tokenversion.")
