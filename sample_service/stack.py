@@ -1,0 +1,346 @@
+"""Runs the whole product on loopback as real processes: Keycloak (with the extension), the provider, and the
+sample service. Used by the end-to-end tests (``tests/e2e``) and the live demo (``sample_service/demo.py``).
+
+Nothing here is a mock: Keycloak is the real server started by ``scripts/keycloak.sh``, the provider and the
+sample service are ``manage.py runserver`` processes on their own ports, and the realm is configured by the
+provider's own ``keycloak_setup`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not be started; the message says which and shows its log."""
+
+
+@dataclass
+class StackConfig:
+    keycloak_port: int = int(os.environ.get("KC_PORT", "8080"))
+    keycloak_mgmt_port: int = int(os.environ.get("KC_MGMT_PORT", "9000"))
+    provider_port: int = 18000
+    service_port: int = 18001
+    realm: str = "tokenversion"
+    login_client: str = "tokenversion-app"
+    audience: str = "tokenversion-api"
+    admin_username: str = os.environ.get("KC_BOOTSTRAP_ADMIN_USERNAME", "admin")
+    admin_password: str = os.environ.get("KC_BOOTSTRAP_ADMIN_PASSWORD", "admin")
+    mapper_secret: str = "e2e-mapper-secret-0123456789abcdef0123"
+    event_secret: str = "e2e-event-secret-0123456789abcdef0123"
+    provider_admin_password: str = "e2e-provider-admin-password"
+    # postgresql://... or sqlite:////abs/path; the provider's database, created fresh by prepare_database()
+    database_url: str = "sqlite:////tmp/tokenversion-e2e/provider.sqlite3"
+    service_cache_ttl: float = 0.25
+    work_dir: Path = Path("/tmp/tokenversion-e2e")
+    extra_provider_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keycloak_url(self) -> str:
+        return f"http://127.0.0.1:{self.keycloak_port}"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.keycloak_url}/realms/{self.realm}"
+
+    @property
+    def provider_url(self) -> str:
+        return f"http://127.0.0.1:{self.provider_port}"
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.provider_url}/tokenversion/events"
+
+
+class Process:
+    """A child process with its output in a log file, stopped with its whole process group."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")  # closed in stop()
+        self.popen = subprocess.Popen(args, env=dict(env), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StackError(f"{self.name} exited with {self.popen.returncode}; log:\n{self.log_tail()}")
+            if http_status(url) == 200:
+                return
+            time.sleep(0.05)
+        raise StackError(f"{self.name} not answering {url} after {timeout} s; log:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._log.close()
+
+
+def http_status(url: str, headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> int:
+    """The status of a GET, 0 when nothing answers."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+class Stack:
+    """Keycloak + provider + sample service, on the ports of a ``StackConfig``."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.provider: Process | None = None
+        self.services: dict[str, Process] = {}
+        self.started_keycloak = False
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+
+    # Keycloak ---------------------------------------------------------------------------------------------
+
+    def keycloak_script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "KC_PORT": str(self.config.keycloak_port),
+            "KC_MGMT_PORT": str(self.config.keycloak_mgmt_port),
+            "KC_BOOTSTRAP_ADMIN_USERNAME": self.config.admin_username,
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": self.config.admin_password,
+            "TOKENVERSION_EVENTS_URL": self.config.events_url,
+            "TOKENVERSION_EVENT_SECRET": self.config.event_secret,
+        }
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "keycloak.sh"), *args], env=env, cwd=ROOT,
+                                capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise StackError(f"scripts/keycloak.sh {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}{result.stderr}")
+        return result
+
+    def ensure_keycloak(self) -> None:
+        """Start Keycloak unless one started by scripts/keycloak.sh already runs with this stack's listener URL.
+
+        The event listener's URL and secret are server-wide options fixed at start, so a server started for
+        something else is restarted rather than trusted.
+        """
+        status = self.keycloak_script("status", check=False)
+        if status.returncode == 0 and self._keycloak_sends_events_here():
+            return
+        if status.returncode != 3:
+            self.keycloak_script("stop")
+        self.keycloak_script("start")
+        self.started_keycloak = True
+
+    def _keycloak_sends_events_here(self) -> bool:
+        logs = self.keycloak_script("logs", "100000", check=False).stdout
+        lines = [line for line in logs.splitlines() if "event listener sends to" in line]
+        return bool(lines) and f"sends to {self.config.events_url} " in lines[-1]
+
+    def keycloak_admin(self):
+        from keycloak import KeycloakAdmin
+
+        return KeycloakAdmin(server_url=self.config.keycloak_url + "/", username=self.config.admin_username,
+                             password=self.config.admin_password, realm_name=self.config.realm,
+                             user_realm_name="master")
+
+    def openid(self, client_id: str | None = None):
+        from keycloak import KeycloakOpenID
+
+        return KeycloakOpenID(server_url=self.config.keycloak_url + "/", realm_name=self.config.realm,
+                              client_id=client_id or self.config.login_client)
+
+    def ensure_user(self, username: str, password: str, email: str | None = None) -> str:
+        """Create the Keycloak user if missing (with a password); returns its id, the tokens' ``sub``."""
+        admin = self.keycloak_admin()
+        user_id = admin.get_user_id(username)
+        if user_id is None:
+            user_id = admin.create_user({
+                "username": username, "email": email or f"{username}@example.com", "enabled": True,
+                "emailVerified": True, "firstName": username.capitalize(), "lastName": "Example",
+                "credentials": [{"type": "password", "value": password, "temporary": False}],
+            })
+        else:
+            admin.set_user_password(user_id, password, temporary=False)
+        return user_id
+
+    # Provider ---------------------------------------------------------------------------------------------
+
+    def provider_env(self) -> dict[str, str]:
+        c = self.config
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "provider.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "e2e-provider-secret-key-" + "x" * 40,
+            "DJANGO_SECURE_COOKIES": "0",  # plain HTTP on loopback
+            "DATABASE_URL": c.database_url,
+            "TOKENVERSION_ISSUER": c.issuer,
+            "TOKENVERSION_AUDIENCE": c.audience,
+            "TOKENVERSION_MAPPER_SECRETS": c.mapper_secret,
+            "TOKENVERSION_EVENT_SECRETS": c.event_secret,
+            "TOKENVERSION_BACKCHANNEL_AUDIENCE": c.login_client,
+            "KEYCLOAK_ADMIN_USERNAME": c.admin_username,
+            "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
+            "PYTHONUNBUFFERED": "1",
+            **c.extra_provider_env,
+        }
+        env.pop("TOKENVERSION_TEST_ISSUER", None)
+        return env
+
+    def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """``manage.py`` of the provider, with the provider's environment."""
+        result = subprocess.run([PYTHON, "manage.py", *args], env=self.provider_env(), cwd=ROOT,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise StackError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}{result.stderr}")
+        return result
+
+    def prepare_database(self) -> None:
+        """A fresh, migrated provider database with a superuser ``admin``."""
+        url = self.config.database_url
+        if url.startswith("sqlite:"):
+            path = Path(url.split("sqlite://", 1)[1])
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            import psycopg
+
+            name = url.rsplit("/", 1)[1].split("?", 1)[0]
+            server = url.rsplit("/", 1)[0] + "/postgres"
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
+        self.manage("migrate", "--noinput", "-v", "0")
+        env = self.provider_env()
+        env["DJANGO_SUPERUSER_PASSWORD"] = self.config.provider_admin_password
+        subprocess.run([PYTHON, "manage.py", "createsuperuser", "--noinput", "--username", "admin",
+                        "--email", "admin@localhost"], env=env, cwd=ROOT, check=True, capture_output=True)
+
+    def keycloak_setup(self, *extra: str) -> str:
+        result = self.manage("keycloak_setup", "--create-realm", "--direct-access-grants",
+                             "--provider-url", self.config.provider_url, *extra)
+        return result.stdout
+
+    def start_provider(self) -> Process:
+        if self.provider is not None and self.provider.alive():
+            return self.provider
+        self.provider = Process(
+            "provider",
+            [PYTHON, "manage.py", "runserver", f"127.0.0.1:{self.config.provider_port}", "--noreload"],
+            self.provider_env(),
+            self.config.work_dir / "provider.log",
+        )
+        self.provider.wait_http(f"{self.config.provider_url}/health")
+        return self.provider
+
+    def stop_provider(self) -> None:
+        if self.provider is not None:
+            self.provider.stop()
+            self.provider = None
+
+    def sql(self, query: str, *params: Any) -> list[tuple]:
+        """Read the provider's database directly (assertions on the audit trail and user rows)."""
+        url = self.config.database_url
+        if url.startswith("sqlite:"):
+            with sqlite3.connect(url.split("sqlite://", 1)[1]) as conn:
+                return conn.execute(query.replace("%s", "?"), params).fetchall()
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            return conn.execute(query, params).fetchall()
+
+    # Sample service ---------------------------------------------------------------------------------------
+
+    def service_env(self, **overrides: str) -> dict[str, str]:
+        c = self.config
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "sample_service.settings",
+            "DATABASE_URL": c.database_url,
+            "SAMPLE_STORE": "db",
+            "TOKENVERSION_ISSUER": c.issuer,
+            "TOKENVERSION_AUDIENCE": c.audience,
+            "TOKENVERSION_CACHE_TTL": str(c.service_cache_ttl),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(overrides)
+        return env
+
+    def start_service(self, name: str = "service", port: int | None = None, **env: str) -> Process:
+        port = port or self.config.service_port
+        process = Process(
+            name,
+            [PYTHON, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
+            self.service_env(**env),
+            self.config.work_dir / f"{name}.log",
+        )
+        process.wait_http(f"http://127.0.0.1:{port}/health")
+        self.services[name] = process
+        return process
+
+    # Whole stack ------------------------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        self.ensure_keycloak()
+        self.prepare_database()
+        self.keycloak_setup()
+        self.start_provider()
+        self.start_service()
+        return self
+
+    def close(self, stop_keycloak: bool | None = None) -> None:
+        for process in self.services.values():
+            process.stop()
+        self.services.clear()
+        self.stop_provider()
+        if stop_keycloak if stop_keycloak is not None else self.started_keycloak:
+            self.keycloak_script("stop", check=False)
+
+
+def have_keycloak_prerequisites() -> str | None:
+    """What is missing to run Keycloak here (a JDK, Maven, curl), or None."""
+    for tool in ("java", "mvn", "curl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None

@@ -1,0 +1,83 @@
+"""End-to-end tests: a real Keycloak with the extension, the provider and the sample service as processes.
+
+Marked ``keycloak``. The ``stack`` fixture starts whatever is missing (Keycloak through scripts/keycloak.sh,
+which downloads it from Maven Central once) and fails, never skips, when something cannot start.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from sample_service.stack import Stack, StackConfig
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.keycloak)
+
+
+def _database_url() -> str:
+    if os.environ.get("TOKENVERSION_TEST_DB") == "postgres":
+        host, port = os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432")
+        user, password = os.environ.get("PGUSER", "tokenversion"), os.environ.get("PGPASSWORD", "tokenversion")
+        return f"postgresql://{user}:{password}@{host}:{port}/tv_e2e"
+    return "sqlite:////tmp/tokenversion-e2e/provider.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def stack():
+    stack = Stack(StackConfig(database_url=_database_url()))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
+
+
+@dataclass
+class Person:
+    username: str
+    password: str
+    subject: str
+
+
+@pytest.fixture
+def person(stack) -> Person:
+    """A fresh Keycloak user for one test."""
+    username = f"user-{uuid.uuid4().hex[:10]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    return Person(username, password, stack.ensure_user(username, password))
+
+
+def call_api(stack, access_token: str) -> requests.Response:
+    return requests.get(f"{stack.config.service_url}/api/orders",
+                        headers={"Authorization": f"Bearer {access_token}"}, timeout=5)
+
+
+def seconds_until_refused(stack, access_token: str, within: float = 3.0) -> float:
+    """Poll the sample service until it refuses the token; the seconds that took (fails after ``within``)."""
+    start = time.perf_counter()
+    while True:
+        response = call_api(stack, access_token)
+        elapsed = time.perf_counter() - start
+        if response.status_code == 401:
+            assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+            return elapsed
+        assert response.status_code == 200, (response.status_code, response.text)
+        if elapsed > within:
+            pytest.fail(f"token still accepted {elapsed:.2f} s later")
+        time.sleep(0.01)
+
+
+def next_second() -> None:
+    """Sleep into the next whole second: a token issued in the second of a revocation is refused (iat <= T)."""
+    time.sleep(1.05 - (time.time() % 1.0))

@@ -1,0 +1,102 @@
+"""Revocations that do not start from a user's own logout: the Django admin, and Keycloak admin actions that
+back-channel logout does not cover (reported by the extension's event listener)."""
+
+from __future__ import annotations
+
+import re
+
+import jwt
+import pytest
+import requests
+from keycloak.exceptions import KeycloakPostError
+
+from .conftest import call_api, next_second, seconds_until_refused
+
+
+def admin_session(stack) -> requests.Session:
+    """A logged-in session of the provider's Django admin, as a support person's browser would have."""
+    session = requests.Session()
+    base = stack.config.provider_url
+    session.get(f"{base}/admin/login/", timeout=5).raise_for_status()
+    response = session.post(f"{base}/admin/login/?next=/admin/", allow_redirects=False, timeout=5, data={
+        "username": "admin", "password": stack.config.provider_admin_password,
+        "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/",
+    })
+    assert response.status_code == 302, response.text[:500]
+    return session
+
+
+def run_admin_action(stack, subject: str, action: str) -> str:
+    """Select the user in the admin's user list, run the action, and return the page's messages."""
+    (pk,) = stack.sql("SELECT id FROM accounts_keycloakuser WHERE subject = %s", subject)[0]
+    session = admin_session(stack)
+    response = session.post(f"{stack.config.provider_url}/admin/accounts/keycloakuser/", timeout=30, data={
+        "action": action, "_selected_action": [pk], "index": 0,
+        "csrfmiddlewaretoken": session.cookies["csrftoken"],
+    })
+    assert response.status_code == 200, response.text[:500]
+    return " ".join(re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', response.text, re.S))
+
+
+@pytest.mark.parametrize(("action", "reason"), [("revoke_for_logout", "logout"),
+                                                ("revoke_for_compromise", "compromise")])
+def test_admin_action_kills_every_token_and_every_refresh_token(stack, person, action, reason):
+    oidc = stack.openid()
+    phone = oidc.token(person.username, person.password)
+    laptop = oidc.token(person.username, person.password)
+    assert call_api(stack, phone["access_token"]).status_code == 200
+
+    messages = run_admin_action(stack, person.subject, action)
+    assert f"Revoked every token of 1 user(s) ({reason}); Keycloak sessions ended: 2." in messages, messages
+
+    for tokens in (phone, laptop):
+        seconds_until_refused(stack, tokens["access_token"], within=1.0)
+        with pytest.raises(KeycloakPostError) as refused:
+            oidc.refresh_token(tokens["refresh_token"])
+        assert refused.value.response_code == 400
+    audit = stack.sql("SELECT actor_type, actor, reason, new_version FROM tokenversion_server_revocationevent "
+                      "WHERE subject = %s AND scope = 'user' AND actor_type = 'admin'", person.subject)
+    assert [row[:3] for row in audit] == [("admin", "admin", reason)]
+
+    fresh = oidc.token(person.username, person.password)
+    assert jwt.decode(fresh["access_token"], options={"verify_signature": False})["token_version"] >= 1
+    assert call_api(stack, fresh["access_token"]).status_code == 200
+
+
+def test_password_change_in_keycloak_kills_earlier_tokens(stack, person):
+    oidc = stack.openid()
+    before = oidc.token(person.username, person.password)
+    assert call_api(stack, before["access_token"]).status_code == 200
+
+    stack.keycloak_admin().set_user_password(person.subject, person.password + "-new", temporary=False)
+    seconds_until_refused(stack, before["access_token"])
+    audit = stack.sql("SELECT actor_type, reason FROM tokenversion_server_revocationevent "
+                      "WHERE subject = %s AND scope = 'user'", person.subject)
+    assert audit == [("keycloak", "password_change")]
+
+    after = oidc.token(person.username, person.password + "-new")
+    assert call_api(stack, after["access_token"]).status_code == 200
+
+
+def test_disabling_a_user_in_keycloak_kills_their_tokens(stack, person):
+    tokens = stack.openid().token(person.username, person.password)
+    assert call_api(stack, tokens["access_token"]).status_code == 200
+    stack.keycloak_admin().update_user(person.subject, {"enabled": False})
+    seconds_until_refused(stack, tokens["access_token"])
+
+
+def test_realm_sign_out_all_sessions_kills_every_earlier_token(stack, person):
+    """Keycloak sends no back-channel logout for "sign out all active sessions"; the event listener reports it."""
+    tokens = stack.openid().token(person.username, person.password)
+    assert call_api(stack, tokens["access_token"]).status_code == 200
+
+    admin = stack.keycloak_admin()
+    response = admin.connection.raw_post(f"admin/realms/{stack.config.realm}/logout-all", data="{}")
+    assert response.status_code == 200, response.text
+    seconds_until_refused(stack, tokens["access_token"])
+    assert stack.sql("SELECT actor_type, scope FROM tokenversion_server_revocationevent WHERE scope = 'realm'") \
+        == [("keycloak", "realm")]
+
+    next_second()  # a login in the very second of a realm revocation is refused too (iat <= T); see docs
+    again = stack.openid().token(person.username, person.password)
+    assert call_api(stack, again["access_token"]).status_code == 200
