@@ -6,6 +6,7 @@ which downloads it from Maven Central once) and fails, never skips, when somethi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import uuid
@@ -25,6 +26,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.keycloak)
 
 
+MEASUREMENTS: list[str] = []
+
+
+def report(line: str) -> None:
+    """A figure printed at the end of the run (e.g. how long after a logout a token was refused)."""
+    MEASUREMENTS.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASUREMENTS:
+        terminalreporter.section("end-to-end measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
 def _database_url() -> str:
     if os.environ.get("TOKENVERSION_TEST_DB") == "postgres":
         host, port = os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432")
@@ -35,12 +51,17 @@ def _database_url() -> str:
 
 @pytest.fixture(scope="session")
 def stack():
-    stack = Stack(StackConfig(database_url=_database_url()))
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.close()
+    config = StackConfig(database_url=_database_url())
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    # One stack per machine at a time: two test runs would fight over the ports and the provider's database.
+    with open(config.work_dir / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stack = Stack(config)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.close()
 
 
 @dataclass

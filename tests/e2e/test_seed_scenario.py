@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 
-from .conftest import call_api, seconds_until_refused
+from .conftest import call_api, report, seconds_until_refused
 
 
 def test_logout_kills_the_access_token_within_a_second(stack, person):
@@ -21,7 +21,7 @@ def test_logout_kills_the_access_token_within_a_second(stack, person):
 
     oidc.logout(tokens["refresh_token"])  # Keycloak calls the provider's back-channel logout before answering
     elapsed = seconds_until_refused(stack, access, within=1.0)
-    print(f"\nseed scenario: old token refused {elapsed * 1000:.0f} ms after Keycloak's logout returned")
+    report(f"seed scenario: the old token was refused {elapsed * 1000:.0f} ms after Keycloak's logout returned")
     assert elapsed < 1.0
 
     refused = call_api(stack, access)
