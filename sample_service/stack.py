@@ -8,8 +8,8 @@ provider's own ``keycloak_setup`` command.
 
 from __future__ import annotations
 
+import fcntl
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,10 +20,11 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+LOCK_PATH = Path("/tmp/tokenversion-stack.lock")
 
 
 class StackError(RuntimeError):
@@ -135,6 +136,7 @@ class Stack:
         self.provider: Process | None = None
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
+        self._lock: TextIO | None = None
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
 
     # Keycloak ---------------------------------------------------------------------------------------------
@@ -322,6 +324,9 @@ class Stack:
     # Whole stack ------------------------------------------------------------------------------------------
 
     def start(self) -> Stack:
+        # One stack per machine at a time (tests, demo): they would fight over ports and the provider's database.
+        self._lock = open(LOCK_PATH, "w")  # closed in close()
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.ensure_keycloak()
         self.prepare_database()
         self.keycloak_setup()
@@ -336,11 +341,6 @@ class Stack:
         self.stop_provider()
         if stop_keycloak if stop_keycloak is not None else self.started_keycloak:
             self.keycloak_script("stop", check=False)
-
-
-def have_keycloak_prerequisites() -> str | None:
-    """What is missing to run Keycloak here (a JDK, Maven, curl), or None."""
-    for tool in ("java", "mvn", "curl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

@@ -6,7 +6,6 @@ which downloads it from Maven Central once) and fails, never skips, when somethi
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 import uuid
@@ -51,17 +50,12 @@ def _database_url() -> str:
 
 @pytest.fixture(scope="session")
 def stack():
-    config = StackConfig(database_url=_database_url())
-    config.work_dir.mkdir(parents=True, exist_ok=True)
-    # One stack per machine at a time: two test runs would fight over the ports and the provider's database.
-    with open(config.work_dir / "stack.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stack = Stack(config)
-        try:
-            stack.start()
-            yield stack
-        finally:
-            stack.close()
+    stack = Stack(StackConfig(database_url=_database_url()))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
 
 
 @dataclass
