@@ -2,7 +2,7 @@
 sample service. Used by the end-to-end tests (``tests/e2e``) and the live demo (``sample_service/demo.py``).
 
 Nothing here is a mock: Keycloak is the real server started by ``scripts/keycloak.sh``, the provider and the
-sample service are ``manage.py runserver`` processes on their own ports, and the realm is configured by the
+sample service are gunicorn processes on their own ports, and the realm is configured by the
 provider's own ``keycloak_setup`` command.
 """
 
@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,6 +114,42 @@ class Process:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
         self._log.close()
+
+
+def seconds_until_refused(call: Callable[[], int], settle: float, within: float) -> float:
+    """Seconds from now until every worker of a service refuses a token, polling ``call`` (-> HTTP status).
+
+    Workers cache revocation state for a short while each, so one refusal does not mean the next request
+    (maybe served by another worker) is refused too. This polls until the service has refused for ``settle``
+    seconds without a single acceptance, and returns the time of the first refusal after the last acceptance.
+    Raises ``StackError`` when that is not reached within ``within`` seconds, or on any status but 200/401.
+    """
+    start = time.perf_counter()
+    refused_since: float | None = None
+    last_accepted: float | None = None
+    while True:
+        status = call()
+        now = time.perf_counter() - start
+        if status == 200:
+            last_accepted, refused_since = now, None
+        elif status == 401:
+            if refused_since is None:
+                refused_since = now
+            if now - refused_since >= settle:
+                return refused_since
+        else:
+            raise StackError(f"unexpected status {status} while waiting for a refusal")
+        if now > within + settle:
+            raise StackError(f"token still accepted {last_accepted:.3f} s after the revocation")
+        time.sleep(0.005)
+
+
+def gunicorn(app: str, port: int, workers: int) -> list[str]:
+    """The production server, not runserver: runserver writes headers and body in separate packets, and with
+    Nagle's algorithm against a delayed ACK that costs 40 ms per call on loopback."""
+    return [PYTHON, "-m", "gunicorn", f"{app}:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", "4", "--worker-class", "gthread",
+            "--graceful-timeout", "2", "--access-logfile", "-"]
 
 
 def http_status(url: str, headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> int:
@@ -269,7 +305,7 @@ class Stack:
             return self.provider
         self.provider = Process(
             "provider",
-            [PYTHON, "manage.py", "runserver", f"127.0.0.1:{self.config.provider_port}", "--noreload"],
+            gunicorn("provider.wsgi", self.config.provider_port, workers=2),
             self.provider_env(),
             self.config.work_dir / "provider.log",
         )
@@ -309,11 +345,11 @@ class Stack:
         env.update(overrides)
         return env
 
-    def start_service(self, name: str = "service", port: int | None = None, **env: str) -> Process:
+    def start_service(self, name: str = "service", port: int | None = None, workers: int = 2, **env: str) -> Process:
         port = port or self.config.service_port
         process = Process(
             name,
-            [PYTHON, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
+            gunicorn("sample_service.wsgi", port, workers=workers),
             self.service_env(**env),
             self.config.work_dir / f"{name}.log",
         )

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sample_service.stack import Stack, StackConfig
+from sample_service.stack import Stack, StackConfig, StackError
+from sample_service.stack import seconds_until_refused as stack_seconds_until_refused
 
 
 def pytest_collection_modifyitems(items):
@@ -79,18 +80,18 @@ def call_api(stack, access_token: str) -> requests.Response:
 
 
 def seconds_until_refused(stack, access_token: str, within: float = 3.0) -> float:
-    """Poll the sample service until it refuses the token; the seconds that took (fails after ``within``)."""
-    start = time.perf_counter()
-    while True:
+    """Seconds until the sample service refuses the token on every worker (see ``stack.seconds_until_refused``);
+    fails the test when it still accepts it after ``within`` seconds."""
+    def status() -> int:
         response = call_api(stack, access_token)
-        elapsed = time.perf_counter() - start
         if response.status_code == 401:
             assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
-            return elapsed
-        assert response.status_code == 200, (response.status_code, response.text)
-        if elapsed > within:
-            pytest.fail(f"token still accepted {elapsed:.2f} s later")
-        time.sleep(0.01)
+        return response.status_code
+
+    try:
+        return stack_seconds_until_refused(status, settle=2 * stack.config.service_cache_ttl + 0.1, within=within)
+    except StackError as exc:
+        pytest.fail(str(exc))
 
 
 def next_second() -> None:
