@@ -40,9 +40,11 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(Error(f"TOKENVERSION['ALGORITHMS'] must list asymmetric algorithms only, got "
                             f"{list(conf.algorithms)}.", id="tokenversion.E003"))
     try:
-        import_string(conf.store)
+        store_class = import_string(conf.store)
     except ImportError as exc:
+        store_class = None
         errors.append(Error(f"TOKENVERSION['STORE'] cannot be imported: {exc}", id="tokenversion.E004"))
+    errors.extend(_check_store_options(store_class, conf.store_options))
     for name, url in (("ISSUER", conf.issuer), ("JWKS_URL", conf.jwks_url)):
         if not url:
             continue
@@ -94,6 +96,29 @@ def _check_server(conf):
     if set(conf.mapper_secrets) & set(conf.event_secrets):
         found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
                              "secret then allows revoking.", id="tokenversion.W008"))
+    feed_secrets = getattr(conf, "feed_secrets", ())
+    shared = set(feed_secrets) & (set(conf.mapper_secrets) | set(conf.event_secrets))
+    if shared or any(len(s) < 32 for s in feed_secrets):
+        found.append(Warning("A secret in TOKENVERSION['FEED_SECRETS'] is shorter than 32 characters or also a "
+                             "mapper or event secret: every service holds the feed secret.",
+                             hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
+    return found
+
+
+def _check_store_options(store_class, options):
+    """E006: options a remote store cannot work with; W011: a feed or Redis reached in clear off loopback."""
+    check = getattr(store_class, "check_options", None)
+    if check is None:
+        return []
+    found = [Error(f"TOKENVERSION['STORE_OPTIONS']: {problem}", id="tokenversion.E006") for problem in check(options)]
+    for key, clear in (("feed_url", "http"), ("redis_url", "redis")):
+        url = options.get(key)
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed and parsed.scheme == clear and parsed.hostname and parsed.hostname not in _LOOPBACK:
+            found.append(Warning(f"STORE_OPTIONS['{key}'] is not encrypted ({parsed.scheme}://) off loopback: the "
+                                 "feed secret and the revocations travel in clear.",
+                                 hint="Use https:// and rediss://, or a private network you trust.",
+                                 id="tokenversion.W011"))
     return found
 
 

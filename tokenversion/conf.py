@@ -57,6 +57,14 @@ DEFAULTS: dict[str, Any] = {
     # logout tokens for): unset, the endpoint refuses every call with 400 ``not_configured``.
     "BACKCHANNEL_AUDIENCE": None,
     "BACKCHANNEL_MAX_AGE": 300,  # seconds: logout tokens issued longer ago are refused, whatever their exp
+    # Revocation feed for services without the provider's database (docs/scaling.md).
+    "FEED_SECRETS": [],  # X-TokenVersion-Secret values accepted by /tokenversion/feed/*; the first signs Redis messages
+    "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
+    "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
+    "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
+    "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
+    "REDIS_CHANNEL": "tokenversion:revocations",
+    "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
 }
 
 
@@ -92,6 +100,13 @@ class TokenVersionSettings:
     subject_resolver: str | None
     backchannel_audience: tuple[str, ...]
     backchannel_max_age: float
+    feed_secrets: tuple[str, ...] = ()
+    feed_max_wait: float = 25.0
+    feed_page_size: int = 1000
+    feed_poll_interval: float = 0.05
+    redis_url: str | None = None
+    redis_channel: str = "tokenversion:revocations"
+    publish_interval: float = 0.2
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -187,6 +202,13 @@ def _load() -> TokenVersionSettings:
         "subject_resolver": merged["SUBJECT_RESOLVER"],
         "backchannel_audience": audience_tuple(merged["BACKCHANNEL_AUDIENCE"] or None),
         "backchannel_max_age": float(merged["BACKCHANNEL_MAX_AGE"]),
+        "feed_secrets": _secrets(merged["FEED_SECRETS"]),
+        "feed_max_wait": float(merged["FEED_MAX_WAIT"]),
+        "feed_page_size": int(merged["FEED_PAGE_SIZE"]),
+        "feed_poll_interval": float(merged["FEED_POLL_INTERVAL"]),
+        "redis_url": merged["REDIS_URL"] or None,
+        "redis_channel": str(merged["REDIS_CHANNEL"]),
+        "publish_interval": float(merged["PUBLISH_INTERVAL"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

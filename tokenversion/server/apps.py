@@ -6,3 +6,8 @@ class TokenVersionServerConfig(AppConfig):
     label = "tokenversion_server"
     verbose_name = "Token revocation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .publish import connect_fast_path
+
+        connect_fast_path()  # publish committed revocations on Redis when REDIS_URL is set

@@ -1,0 +1,34 @@
+"""A DRF service that protects its API with tokenversion and a *remote* store: it has no database at all,
+let alone the provider's. Configured from the environment by the tests (tests/test_remote_stores.py)."""
+
+import json
+import os
+
+SECRET_KEY = "remote-service-test-only"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "rest_framework", "tokenversion"]
+MIDDLEWARE = []
+ROOT_URLCONF = "tests.remote_service.urls"
+DATABASES = {}  # nothing to read revocations from but the feed
+USE_TZ = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tokenversion.authentication.TokenVersionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+TOKENVERSION = {
+    "ISSUER": os.environ["TOKENVERSION_TEST_ISSUER"],
+    "AUDIENCE": ["tokenversion-api"],
+    "STORE": os.environ["REMOTE_SERVICE_STORE"],
+    "STORE_OPTIONS": json.loads(os.environ["REMOTE_SERVICE_STORE_OPTIONS"]),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"tokenversion": {"handlers": ["console"], "level": "WARNING"}},
+}

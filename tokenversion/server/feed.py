@@ -1,0 +1,323 @@
+"""The revocation feed over HTTP, for services that do not share the provider's database.
+
+Two ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``FEED_SECRETS``):
+
+- ``/tokenversion/feed/snapshot?since=<unix seconds>[&limit=n]``: every key revoked since ``since``, folded,
+  and the cursor to continue from; more pages with ``?page=<next_page>``;
+- ``/tokenversion/feed/events?after=<cursor>[&from=<id>][&have=<id>][&wait=<s>][&limit=n]``: the audit rows
+  after the cursor, in id order, with long-poll (``wait``).
+
+Protocol and proofs: ``feedlog`` (the settled horizon), ``core.feed_protocol`` (the cursor) and
+docs/scaling.md. In short, an events answer holds **every visible row with id > from** (up to ``limit``;
+``more`` says the page is full), and a cursor that only moves up to a *settled* id. Rows above the cursor
+are sent again on the next call: applying them is idempotent, and it is what makes a row that commits late
+(a lower id committing after a higher one) impossible to miss.
+
+``as_of`` is the time, in seconds after the provider received the request, at which the rows were read:
+every revocation committed before that instant is in this answer or was delivered earlier (when the answer
+is the last page, ``more`` false). A service measures its freshness from it without comparing clocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, router, transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..conf import get_settings
+from ..core.feed_protocol import Cursor, CursorError
+from ..core.revocation_map import parse_time
+from ..signals import revocation_committed
+from . import feedlog
+from .http import HttpError, error_response, json_response, require_secret
+from .models import RevocationEvent
+
+logger = logging.getLogger("tokenversion.server")
+
+# A first page or an events answer waits at least this long for in-flight revocations to finish.
+SETTLE_MIN = 0.25
+SNAPSHOT_SETTLE = 2.0
+MAX_QUERY_STRING = 2048
+MAX_SINCE_AGE = 7 * 86400
+_INT = re.compile(r"[0-9]{1,19}")  # ASCII only: \d and int() accept any script's digits
+_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+
+
+def feed_using() -> str:
+    """The primary: the settled horizon needs the writer's sequence and locks (see ``feedlog``)."""
+    return router.db_for_write(RevocationEvent)
+
+
+def feed_endpoint(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """``GET`` only, the feed secret first, then precise 4xx answers; database outages are 503."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "GET":
+            return error_response(405, "method_not_allowed", "use GET", {"Allow": "GET"})
+        try:
+            require_secret(request, get_settings().feed_secrets)
+            if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+                raise HttpError(400, "invalid_request", "query string too long")
+            return view(request, *args, **kwargs)
+        except HttpError as exc:
+            return error_response(exc.status, exc.code, exc.detail, exc.headers)
+        except DatabaseError:
+            logger.exception("database error in %s", view.__name__)
+            return error_response(503, "unavailable", "the provider's database is unavailable",
+                                  {"Retry-After": "1"})
+
+    # Machine-to-machine with a secret header, never a cookie; and never inside ATOMIC_REQUESTS (feedlog).
+    return csrf_exempt(transaction.non_atomic_requests(wrapper))
+
+
+def _params(request: HttpRequest, allowed: set[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key in request.GET:
+        values = request.GET.getlist(key)
+        if key not in allowed:
+            raise HttpError(400, "invalid_request", f"unknown parameter {key!r}; allowed: {', '.join(sorted(allowed))}")
+        if len(values) != 1:
+            raise HttpError(400, "invalid_request", f"{key} must be given once")
+        params[key] = values[0]
+    return params
+
+
+def _int(params: dict[str, str], key: str, default: int | None = None, low: int = 0,
+         high: int = 2**63 - 1) -> int | None:
+    value = params.get(key)
+    if value is None:
+        return default
+    if not _INT.fullmatch(value) or not low <= int(value) <= high:
+        raise HttpError(400, "invalid_request", f"{key} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def _seconds(params: dict[str, str], key: str, default: float, high: float) -> float:
+    value = params.get(key)
+    if value is None:
+        return default
+    if not _SECONDS.fullmatch(value) or float(value) > high:
+        raise HttpError(400, "invalid_request", f"{key} must be a number of seconds from 0 to {high:g}")
+    return float(value)
+
+
+def _page_size(params: dict[str, str]) -> int:
+    size = get_settings().feed_page_size
+    return _int(params, "limit", size, 1, size)
+
+
+@feed_endpoint
+def snapshot_view(request: HttpRequest) -> HttpResponse:
+    started = time.monotonic()
+    params = _params(request, {"since", "page", "limit"})
+    limit = _page_size(params)
+    using = feed_using()
+    if "page" in params:
+        if "since" in params:
+            raise HttpError(400, "invalid_request", "give either since or page, not both")
+        cursor, since, scope, after = _read_page_token(params["page"])
+        as_of = None
+    else:
+        if "since" not in params:
+            raise HttpError(400, "invalid_request", "since (unix seconds) is required")
+        since = _seconds(params, "since", 0.0, 1e11)
+        now = time.time()
+        if since < now - max(MAX_SINCE_AGE, 2 * get_settings().max_token_lifetime) or since > now + 86400:
+            raise HttpError(400, "invalid_request", "since must be within the last 7 days")
+        as_of = time.monotonic() - started
+        horizon = feedlog.settle(using, started + SNAPSHOT_SETTLE)
+        if horizon is None:
+            raise HttpError(503, "busy", "revocations in flight did not finish; retry", {"Retry-After": "1"})
+        cursor, scope, after = feedlog.cursor_at(using, horizon), "user", None
+    entries, next_key = feedlog.snapshot_page(using, feedlog.EPOCH + dt.timedelta(seconds=since), scope, after,
+                                                  limit)
+    next_page = None if next_key is None else _page_token(cursor, since, *next_key)
+    body: dict[str, Any] = {"cursor": str(cursor), "entries": [e.to_wire() for e in entries],
+                            "next_page": next_page, "server_time": time.time()}
+    if as_of is not None:
+        body["as_of"] = round(as_of, 6)
+    return json_response(body)
+
+
+@feed_endpoint
+def events_view(request: HttpRequest) -> HttpResponse:
+    started = time.monotonic()
+    conf = get_settings()
+    params = _params(request, {"after", "from", "have", "wait", "limit"})
+    if "after" not in params:
+        raise HttpError(400, "invalid_request", "after (a cursor from the snapshot or a previous answer) is required")
+    try:
+        cursor = Cursor.parse(params["after"])
+    except CursorError as exc:
+        raise HttpError(400, "invalid_cursor", str(exc)) from None
+    start = _int(params, "from", cursor.safe, cursor.safe)
+    have = _int(params, "have", start, cursor.safe)
+    wait = _seconds(params, "wait", 0.0, conf.feed_max_wait)
+    limit = _page_size(params)
+    using = feed_using()
+    if not feedlog.cursor_is_valid(using, cursor, feedlog.allocated(using)):
+        raise HttpError(410, "cursor_expired", "this cursor does not belong to the provider's current data; "
+                                               "take a new snapshot")
+    deadline = started + wait
+    if wait > 0:
+        watcher_for(using).wait(lambda stamp: stamp[1] > have or stamp[0] > cursor.safe, deadline)
+    horizon = feedlog.settle(using, max(deadline, time.monotonic() + SETTLE_MIN))
+    as_of = time.monotonic() - started
+    events = feedlog.read_events(using, start, limit + 1)
+    more = len(events) > limit
+    events = events[:limit]
+    new = cursor
+    if start == cursor.safe and horizon is not None:
+        bound = min(horizon, events[-1].id) if more else horizon
+        if bound > cursor.safe:
+            new = feedlog.cursor_at(using, bound)
+    return json_response({
+        "cursor": str(new),
+        "events": [e.to_wire() for e in events],
+        "last_id": events[-1].id if events else start,
+        "more": more,
+        "settled": horizon is not None,
+        "as_of": round(as_of, 6),
+        "server_time": time.time(),
+    })
+
+
+def _page_token(cursor: Cursor, since: float, scope: str, key: tuple[str, str]) -> str:
+    raw = json.dumps({"c": str(cursor), "s": since, "p": scope, "k": list(key)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _read_page_token(token: str) -> tuple[Cursor, float, str, tuple[str, str]]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw.decode("utf-8"))
+        cursor = Cursor.parse(data["c"])
+        since = parse_time(data["s"], "since")
+        scope = data["p"]
+        issuer, key = data["k"]
+        if scope not in feedlog.SNAPSHOT_SCOPES or not isinstance(issuer, str) or not isinstance(key, str):
+            raise ValueError("bad page token")
+        if len(data) != 4 or len(issuer) > 255 or len(key) > 255:
+            raise ValueError("bad page token")
+    except (ValueError, TypeError, KeyError, RecursionError, CursorError):
+        raise HttpError(400, "invalid_request", "page is not a page token from this endpoint") from None
+    return cursor, since, scope, (issuer, key)
+
+
+class Watcher:
+    """One thread per process and database that polls the audit log's high-water marks while requests are
+    long-polling, and wakes them when something changes. Waiting requests cost no queries of their own, so
+    the database load of idle services does not grow with their number. It stops after a second without
+    waiters, closing its database connection."""
+
+    IDLE_STOP = 1.0
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.cond = threading.Condition()
+        self.stamp: tuple[int, int] | None = None  # (highest id handed out, highest id visible)
+        self.waiters = 0
+        self.poked = False
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+
+    def wait(self, predicate: Callable[[tuple[int, int]], bool], deadline: float) -> bool:
+        with self.cond:
+            self.waiters += 1
+            if self.thread is None:
+                self.stamp, self.stopping = None, False
+                self.thread = threading.Thread(target=self._run, name=f"tokenversion-feed-{self.using}",
+                                               daemon=True)
+                self.thread.start()
+            try:
+                while True:
+                    if self.stamp is not None and predicate(self.stamp):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+            finally:
+                self.waiters -= 1
+
+    def poke(self) -> None:
+        with self.cond:
+            self.poked = True
+            self.cond.notify_all()
+
+    def stop(self) -> None:
+        with self.cond:
+            thread, self.stopping = self.thread, True
+            self.cond.notify_all()
+        if thread is not None:
+            thread.join(5)
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        idle_since: float | None = None
+        failed = False
+        try:
+            while True:
+                try:
+                    stamp = (feedlog.allocated(self.using), feedlog.max_visible(self.using))
+                    failed = False
+                except DatabaseError:
+                    if not failed:
+                        logger.warning("feed watcher: database unavailable")
+                    failed, stamp = True, None
+                    connections[self.using].close()
+                with self.cond:
+                    if stamp is not None and stamp != self.stamp:
+                        self.stamp = stamp
+                        self.cond.notify_all()
+                    if self.waiters:
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = time.monotonic()
+                    if self.stopping or (idle_since is not None and time.monotonic() - idle_since > self.IDLE_STOP):
+                        self.thread = None
+                        return
+                    if not self.poked:
+                        self.cond.wait(get_settings().feed_poll_interval)
+                    self.poked = False
+        finally:
+            connections[self.using].close()
+
+
+_watchers: dict[str, Watcher] = {}
+_watchers_lock = threading.Lock()
+
+
+def watcher_for(using: str) -> Watcher:
+    with _watchers_lock:
+        if using not in _watchers:
+            _watchers[using] = Watcher(using)
+        return _watchers[using]
+
+
+def stop_watchers() -> None:
+    """Stop every watcher thread (tests; they also stop by themselves when idle)."""
+    for watcher in list(_watchers.values()):
+        watcher.stop()
+
+
+def _poke(**_: Any) -> None:
+    """A revocation committed in this process: wake the long-polls now rather than at the next tick."""
+    for watcher in list(_watchers.values()):
+        watcher.poke()
+
+
+revocation_committed.connect(_poke, dispatch_uid="tokenversion.server.feed.poke")

@@ -1,0 +1,44 @@
+"""``manage.py tokenversion_publisher``: the certifying Redis publisher (see ``tokenversion.server.publish``).
+
+Run one (or, for redundancy, a few) next to the provider, with the provider's settings. Without it, services
+using ``RedisStore`` get revocations by the fast path but can never prove they are fresh, so they answer 503
+(or poll the HTTP feed, if allowed).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ....conf import get_settings
+from ...feed import feed_using
+from ...publish import Publisher, redis_client
+
+
+class Command(BaseCommand):
+    help = "Publish revocations and heartbeats on Redis for the services' RedisStore (runs until stopped)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--interval", type=float, default=None,
+                            help="seconds between heartbeats (default: TOKENVERSION['PUBLISH_INTERVAL'])")
+
+    def handle(self, *args, **options) -> None:
+        conf = get_settings()
+        if not conf.redis_url:
+            raise CommandError("TOKENVERSION['REDIS_URL'] is not set")
+        if not conf.feed_secrets:
+            raise CommandError("TOKENVERSION['FEED_SECRETS'] is empty: messages could not be signed")
+        interval = options["interval"] if options["interval"] is not None else conf.publish_interval
+        if not 0 < interval <= 60:
+            raise CommandError("--interval must be between 0 and 60 seconds")
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        publisher = Publisher(redis_client(conf.redis_url), conf.redis_channel, conf.feed_secrets[0],
+                              feed_using(), interval, conf.feed_page_size)
+        self.stdout.write(f"publishing on {conf.redis_channel!r} every {interval:g} s", ending="\n")
+        self.stdout.flush()
+        publisher.serve(stop)
+        self.stdout.write(f"stopped: {publisher.stats}")
