@@ -98,6 +98,10 @@ TOKENVERSION = {
     # The Keycloak client whose backchannel.logout.url is /tokenversion/backchannel-logout (comma-separated
     # for several); logout tokens must name it in aud. See docs/backchannel-logout.md.
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
+    # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
+    "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
+    "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
+    "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
 }
 
 # The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).
@@ -119,11 +123,17 @@ REST_FRAMEWORK = {
 }
 
 if not DEBUG:
+    # Production is TLS only, and `manage.py check --deploy` is clean with these defaults (docs/security.md).
+    # Plain HTTP on loopback (tests, benchmarks, the e2e stack) sets DJANGO_SSL_REDIRECT=0 and
+    # DJANGO_SECURE_COOKIES=0; HSTS is only ever sent on HTTPS answers.
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
-    SECURE_HSTS_SECONDS = int(env_str("DJANGO_HSTS_SECONDS", "0"))
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load-balancer probes may speak plain HTTP
+    SECURE_HSTS_SECONDS = int(env_str("DJANGO_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY") else None
 
 LOGGING = {

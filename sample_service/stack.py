@@ -250,6 +250,7 @@ class Stack:
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "e2e-provider-secret-key-" + "x" * 40,
             "DJANGO_SECURE_COOKIES": "0",  # plain HTTP on loopback
+            "DJANGO_SSL_REDIRECT": "0",
             "DATABASE_URL": c.database_url,
             "TOKENVERSION_ISSUER": c.issuer,
             "TOKENVERSION_AUDIENCE": c.audience,

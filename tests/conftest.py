@@ -1,12 +1,30 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 from django.test import override_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from tests.jwks import JWKSServer
 from tokenversion import conf
+
+# Property-based tests: few, deterministic examples by default so the suite stays fast and repeatable;
+# HYPOTHESIS_PROFILE=thorough explores many random ones. No example database is written into the tree.
+hypothesis_settings.register_profile(
+    "tokenversion",
+    max_examples=40,
+    deadline=None,  # a first request fetches the JWKS over loopback
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "thorough", parent=hypothesis_settings.get_profile("tokenversion"), max_examples=2000, derandomize=False
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tokenversion"))
 
 
 @pytest.fixture(scope="session")

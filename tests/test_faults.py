@@ -128,6 +128,7 @@ def test_provider_starts_and_serves_while_keycloak_is_down(jwks_server, tmp_path
         "DJANGO_SETTINGS_MODULE": "provider.settings",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "fault-test-" + "k" * 50,
+        "DJANGO_SSL_REDIRECT": "0",  # plain HTTP on loopback
         "DATABASE_URL": f"sqlite:///{database}",
         "TOKENVERSION_ISSUER": f"http://127.0.0.1:{free_port()}/realms/down",  # nothing listens there
         "TOKENVERSION_MAPPER_SECRETS": MAPPER_SECRET,

@@ -70,7 +70,7 @@ def test_anonymous_is_401_with_a_token_challenge(api, alice):
 def test_wrong_token_is_401(api, alice):
     response = post(api, {"scope": "realm"}, auth="Token 0123456789abcdef0123456789abcdef01234567")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid token."}
+    assert response.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
     assert nothing_written()
 
 
@@ -83,7 +83,8 @@ def test_token_of_inactive_user_is_401(api, alice):
 def test_token_without_permission_is_403(api, alice):
     response = post(api, {"scope": "user", "user": "alice"}, auth=token_for("reader", allowed=False))
     assert response.status_code == 403
-    assert response.json() == {"detail": "the tokenversion_server.revoke_tokens permission is required"}
+    assert response.json() == {"detail": "the tokenversion_server.revoke_tokens permission is required",
+                               "code": "permission_denied"}
     assert nothing_written()
 
 

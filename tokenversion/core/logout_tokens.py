@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 
 from .errors import TokenExpired, TokenInvalid
-from .tokens import audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
+from .tokens import StrictPyJWT, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 4.1.9: "application/" is implied
@@ -77,7 +77,7 @@ class LogoutTokenValidator:
             raise ValueError("a logout token policy needs the receiver's client id as audience")
         self.policy = policy
         self.jwk_client = jwk_client
-        self._decoder = jwt.PyJWT()
+        self._decoder = StrictPyJWT()
         self._options = {
             "require": ["iss", "aud", "iat", "exp", "jti"],
             "verify_signature": True,

@@ -16,6 +16,7 @@ and must be refreshed; the alternative would accept tokens minted before the rev
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -24,6 +25,10 @@ from .errors import MissingClaim, TokenInvalid, TokenRevoked
 
 # Versions are stored as signed 64-bit integers (PostgreSQL bigint).
 MAX_VERSION = 2**63 - 1
+# Subjects and session ids are stored in 255-character columns; longer ones could never be revoked.
+MAX_IDENTIFIER_LENGTH = 255
+# NUL is refused by PostgreSQL and unpaired surrogates by UTF-8: either would make the store fail (503).
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,15 @@ def read_version_claim(claims: Mapping[str, Any], claim: str) -> int | None:
     if type(value) is not int or value < 0 or value > MAX_VERSION:
         raise TokenInvalid(f"malformed {claim} claim")
     return value
+
+
+def is_identifier(value: Any) -> bool:
+    """True for a ``sub`` or ``sid`` the revocation state can be kept under: a non-empty string of at most
+    255 characters without control characters or unpaired surrogates. Anything else cannot be revoked, or
+    would break the store's query, so the token is refused as malformed before the store is asked."""
+    return (
+        isinstance(value, str) and 0 < len(value) <= MAX_IDENTIFIER_LENGTH and _UNSTORABLE.search(value) is None
+    )
 
 
 def issued_at_or_before(iat: Any, instant: float) -> bool:

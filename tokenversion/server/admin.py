@@ -77,6 +77,10 @@ class RevokedSessionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting a row would un-revoke the session, with no audit row; expired rows go by purge_revocations.
+        return False
+
     def has_add_permission(self, request) -> bool:
         return request.user.has_perm("tokenversion_server.revoke_tokens")
 

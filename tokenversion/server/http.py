@@ -10,6 +10,7 @@ import functools
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +24,8 @@ MAX_BODY_BYTES = 16 * 1024
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 32
 SECRET_HEADER = "HTTP_X_TOKENVERSION_SECRET"
+# Never in a username, email or id; NUL breaks PostgreSQL and an unpaired surrogate cannot be encoded at all.
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class HttpError(Exception):
@@ -139,6 +142,7 @@ def optional_string(data: dict[str, Any], key: str, max_length: int = 255) -> st
     value = data.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
-        raise HttpError(400, "invalid_request", f"{key} must be a string of at most {max_length} characters")
+    if not isinstance(value, str) or len(value) > max_length or _CONTROL_OR_SURROGATE.search(value):
+        raise HttpError(400, "invalid_request",
+                        f"{key} must be a string of at most {max_length} characters, without control characters")
     return value

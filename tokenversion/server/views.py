@@ -5,7 +5,9 @@ back-channel logout receiver, and the REST revocation API for other systems. Eac
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,7 +15,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from rest_framework import authentication, exceptions, permissions, serializers
+from rest_framework import authentication, exceptions, parsers, permissions, renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
@@ -25,6 +27,7 @@ from . import services
 from .http import (
     MAX_BODY_BYTES,
     HttpError,
+    _no_duplicates,
     error_response,
     json_response,
     machine_endpoint,
@@ -58,17 +61,22 @@ def _identifier(data: dict[str, Any], key: str) -> str:
 
 @machine_endpoint
 def claims_view(request: HttpRequest) -> HttpResponse:
-    """``POST /tokenversion/claims``: the version a token issued now must carry (see docs/contract.md)."""
+    """``POST /tokenversion/claims``: the version a token issued now must carry (see docs/contract.md).
+
+    Called at every token issue, so no transaction is wrapped around the whole (on PostgreSQL that is two
+    round trips per call): the version read is one statement, and ``PROVISION_USER`` opens a transaction
+    only for the writes it makes. A failure between the two leaves a version row without a user row,
+    which the next call for that user completes (both steps are idempotent).
+    """
     conf = get_settings()
     require_secret(request, conf.mapper_secrets)
     data = read_json_object(request)
     subject = _identifier(data, "sub")
     issuer = _issuer(data)
     attributes = {key: optional_string(data, key) for key in ("username", "email", "client_id", "session_id")}
-    with transaction.atomic():
-        version = services.current_version(subject, issuer)
-        if conf.provision_user:
-            import_string(conf.provision_user)(issuer, subject, attributes)
+    version = services.current_version(subject, issuer)
+    if conf.provision_user:
+        import_string(conf.provision_user)(issuer, subject, attributes)
     return json_response({"sub": subject, "token_version": version})
 
 
@@ -190,13 +198,31 @@ def _validate_logout_token(raw: str) -> LogoutToken:
         raise HttpError(503, exc.code, str(exc), {"Retry-After": "1"}) from None
 
 
+# Free text is kept in the audit trail: tabs and line breaks are text, other control characters are not.
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> None:
+    if _TEXT_CONTROL.search(value):
+        raise serializers.ValidationError("control characters are not allowed")
+
+
+class StringField(serializers.CharField):
+    """A JSON string: DRF's CharField would turn a number into one (``{"session_id": 42}`` revoking "42")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RevocationRequestSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=["user", "session", "realm"])
-    user = serializers.CharField(required=False, max_length=255,
-                                 help_text="subject (Keycloak user id), username or email")
-    session_id = serializers.CharField(required=False, max_length=255)
+    user = StringField(required=False, max_length=255, help_text="subject (Keycloak user id), username or email")
+    session_id = StringField(required=False, max_length=255)
     reason = serializers.ChoiceField(choices=Reason.values, default=Reason.ADMIN)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    note = StringField(required=False, allow_blank=True, max_length=2000, default="",
+                       validators=[_no_control_characters])
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["scope"] == "user" and not attrs.get("user"):
@@ -228,17 +254,72 @@ def revocation_payload(rev: services.Revocation) -> dict[str, Any]:
     }
 
 
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = f"body larger than {MAX_BODY_BYTES} bytes"
+    default_code = "body_too_large"
+
+
+class RevocationJSONParser(parsers.JSONParser):
+    """The machine endpoints' JSON rules: at most ``MAX_BODY_BYTES``, UTF-8, no repeated key.
+
+    DRF's own parser reads a body of any size and lets a deeply nested one raise RecursionError (a 500).
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        body = stream.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+        try:
+            return json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key)") from None
+
+
+class ApiTokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication, but a key that cannot be a token key (40 letters and digits) is refused
+    before the database is asked: PostgreSQL fails on a NUL, which would turn a bad credential into a 503."""
+
+    def authenticate_credentials(self, key: str):
+        if not _TOKEN_KEY.fullmatch(key):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return super().authenticate_credentials(key)
+
+
+_TOKEN_KEY = re.compile(r"[0-9A-Za-z]{1,40}")
+
+
+class AsciiJSONRenderer(renderers.JSONRenderer):
+    """DRF's error messages echo the input ('"x" is not a valid choice'); escaped, an unpaired surrogate in it
+    cannot break the UTF-8 encoding of the answer (a 500)."""
+
+    ensure_ascii = True
+
+
+# Error bodies carry a stable code, as the other endpoints' do; DRF's own exceptions get one from their class.
+_REST_ERROR_CODES = {exceptions.ValidationError: "invalid_request", exceptions.ParseError: "invalid_request"}
+
+
 class RevocationView(APIView):
     """``POST /tokenversion/revocations``: revoke a user, a session or the realm (SIEM, support tools).
 
     Callers authenticate with a DRF token (``Authorization: Token ...``) or an admin session, and need the
-    ``tokenversion_server.revoke_tokens`` permission.
+    ``tokenversion_server.revoke_tokens`` permission. JSON bodies only, at most ``MAX_BODY_BYTES``.
     """
 
-    authentication_classes = [authentication.TokenAuthentication, authentication.SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, authentication.SessionAuthentication]
     permission_classes = [CanRevoke]
+    parser_classes = [RevocationJSONParser]
+    renderer_classes = [AsciiJSONRenderer]
 
     def post(self, request) -> Response:
+        # Checked before the body is read; only an authenticated caller with the permission gets this far.
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise exceptions.ParseError("bad Content-Length") from None
+        if length > MAX_BODY_BYTES:
+            raise BodyTooLarge()
         serializer = RevocationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -268,4 +349,8 @@ class RevocationView(APIView):
                  "code": "unavailable"},
                 status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
             )
-        return super().handle_exception(exc)
+        response = super().handle_exception(exc)
+        if isinstance(response.data, dict) and "code" not in response.data:
+            response.data["code"] = _REST_ERROR_CODES.get(type(exc), getattr(exc, "default_code", "error"))
+        response["Cache-Control"] = "no-store"
+        return response
