@@ -9,6 +9,7 @@ provider's own ``keycloak_setup`` command.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import sqlite3
@@ -48,6 +49,10 @@ class StackConfig:
     # postgresql://... or sqlite:////abs/path; the provider's database, created fresh by prepare_database()
     database_url: str = "sqlite:////tmp/tokenversion-e2e/provider.sqlite3"
     service_cache_ttl: float = 0.25
+    feed_secret: str = "e2e-feed-secret-0123456789abcdef012345"
+    # Redis for the push feed (the provider publishes, `tokenversion_publisher` certifies freshness); None: HTTP
+    # feed only. scripts/services.sh starts one and exports its URL.
+    redis_url: str | None = os.environ.get("TOKENVERSION_TEST_REDIS_URL")
     work_dir: Path = Path("/tmp/tokenversion-e2e")
     extra_provider_env: dict[str, str] = field(default_factory=dict)
 
@@ -170,6 +175,7 @@ class Stack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.provider: Process | None = None
+        self.publisher: Process | None = None
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
         self._lock: TextIO | None = None
@@ -259,7 +265,9 @@ class Stack:
             "TOKENVERSION_BACKCHANNEL_AUDIENCE": c.login_client,
             "KEYCLOAK_ADMIN_USERNAME": c.admin_username,
             "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
+            "TOKENVERSION_FEED_SECRETS": c.feed_secret,
             "PYTHONUNBUFFERED": "1",
+            **({"TOKENVERSION_REDIS_URL": c.redis_url} if c.redis_url else {}),
             **c.extra_provider_env,
         }
         env.pop("TOKENVERSION_TEST_ISSUER", None)
@@ -311,12 +319,31 @@ class Stack:
             self.config.work_dir / "provider.log",
         )
         self.provider.wait_http(f"{self.config.provider_url}/health")
+        if self.config.redis_url and (self.publisher is None or not self.publisher.alive()):
+            self.publisher = Process("publisher", [PYTHON, "manage.py", "tokenversion_publisher"],
+                                     self.provider_env(), self.config.work_dir / "publisher.log")
         return self.provider
 
     def stop_provider(self) -> None:
+        """Stops the provider (the publisher keeps running: it is a separate process in production too)."""
         if self.provider is not None:
             self.provider.stop()
             self.provider = None
+
+    def remote_store_env(self, kind: str) -> dict[str, str]:
+        """Environment for a sample service with no database: it learns revocations from the provider's HTTP
+        feed (``feed``) or from Redis (``redis``, with the HTTP feed to close gaps)."""
+        options = {"feed_url": f"{self.config.provider_url}/tokenversion/feed", "secret": self.config.feed_secret}
+        if kind == "feed":
+            store = "tokenversion.stores.feed.HttpFeedStore"
+        elif kind == "redis":
+            if not self.config.redis_url:
+                raise StackError("no Redis: set TOKENVERSION_TEST_REDIS_URL (scripts/services.sh env)")
+            store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url}
+        else:
+            raise ValueError(kind)
+        return {"SAMPLE_STORE": "custom", "TOKENVERSION_STORE": store,
+                "TOKENVERSION_STORE_OPTIONS": json.dumps(options), "DATABASE_URL": ""}
 
     def sql(self, query: str, *params: Any) -> list[tuple]:
         """Read the provider's database directly (assertions on the audit trail and user rows)."""
@@ -376,6 +403,9 @@ class Stack:
             process.stop()
         self.services.clear()
         self.stop_provider()
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
         if stop_keycloak if stop_keycloak is not None else self.started_keycloak:
             self.keycloak_script("stop", check=False)
         if self._lock is not None:
