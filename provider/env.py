@@ -47,6 +47,12 @@ def database_from_url(url: str, base_dir: Path) -> dict:
                         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
         }
     if parsed.scheme in ("postgres", "postgresql"):
+        # ?server_side_binding=1&prepare_threshold=N: server-side parameters, and statements run N times on a
+        # connection are prepared (PostgreSQL skips parse and plan); not behind a transaction-pooling proxy.
+        if "server_side_binding" in options:
+            options["server_side_binding"] = _flag(options.pop("server_side_binding"), "server_side_binding")
+        if "prepare_threshold" in options:
+            options["prepare_threshold"] = int(options.pop("prepare_threshold"))
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
@@ -55,7 +61,17 @@ def database_from_url(url: str, base_dir: Path) -> dict:
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": int(options.pop("conn_max_age", 60)),
-            "CONN_HEALTH_CHECKS": True,
+            # On (the default), a reused connection costs one "SELECT 1" round trip per request;
+            # ?conn_health_checks=0 saves it (bench/claims_load.py), a dead connection then fails one request.
+            "CONN_HEALTH_CHECKS": _flag(options.pop("conn_health_checks", "1"), "conn_health_checks"),
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:// or postgresql://, got scheme {parsed.scheme!r}")
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"DATABASE_URL option {name} must be 1/0 or true/false, got {value!r}")

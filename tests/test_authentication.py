@@ -82,8 +82,12 @@ def test_foreign_scheme_is_left_to_other_classes(api, jwks_server):
 
 
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", "bearer  "])
-def test_malformed_bearer_header_is_invalid_token(api, header):
-    assert_refused(call(api, header=header), "token_invalid")
+def test_malformed_bearer_header_is_invalid_request(api, header):
+    """RFC 6750 section 3.1: a malformed request is 400 invalid_request; a bad token would be 401."""
+    response = call(api, header=header)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"detail": "malformed Authorization header", "code": "invalid_request"}
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", error="invalid_request"'
 
 
 def test_bearer_scheme_is_case_insensitive(api, jwks_server):

@@ -130,3 +130,16 @@ def test_database_outage_is_503_not_500(client, transactional_db):
     with database_down():
         assert_error(post(client, {"sub": SUB}), 503, "unavailable")
     assert post(client, {"sub": SUB}).status_code == 200
+
+
+def test_a_known_unchanged_user_costs_two_reads_and_no_write(client):
+    """The hot path at every token issue (bench/claims_load.py): the version read and the user read, in
+    autocommit (no BEGIN/COMMIT round trips), and nothing written when nothing changed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    body = {"sub": SUB, "username": "alice", "email": "a@example.com", "client_id": "web"}
+    post(client, body)  # first login: the version row and the user row are created
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, body).json() == {"sub": SUB, "token_version": 0}
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["SELECT", "SELECT"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from django.utils.module_loading import import_string
 from rest_framework import exceptions, status
@@ -29,7 +29,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from .conf import get_settings, on_reset
 from .core.errors import TokenInvalid, TokenRejected, Unavailable
-from .core.revocation import check_revocation
+from .core.revocation import RevocationPolicy, check_revocation, is_identifier
 from .core.tokens import AccessTokenValidator
 from .stores import get_store
 from .users import TokenUser
@@ -50,9 +50,32 @@ def get_validator() -> AccessTokenValidator:
     return _validator
 
 
+class _Resolved(NamedTuple):
+    """What every request needs from the settings, resolved once per settings object (not per request):
+    the revocation policy, the ``USER_LOOKUP`` callable (imported once), the roles client."""
+
+    revocation_policy: RevocationPolicy
+    user_lookup: Callable[[Mapping[str, Any]], Any] | None
+    roles_client: str | None
+
+
+_resolved: _Resolved | None = None
+
+
+def _resolve() -> _Resolved:
+    global _resolved
+    resolved = _resolved
+    if resolved is None:
+        conf = get_settings()
+        lookup = import_string(conf.user_lookup) if conf.user_lookup else None
+        resolved = _resolved = _Resolved(conf.revocation_policy(), lookup, conf.roles_client)
+    return resolved
+
+
 def _reset_validator() -> None:
-    global _validator
+    global _validator, _resolved
     _validator = None
+    _resolved = None
 
 
 on_reset(_reset_validator)
@@ -63,6 +86,20 @@ class ServiceUnavailable(exceptions.APIException):
     default_detail = "Token validation is temporarily unavailable."
     default_code = "unavailable"
     wait = 1  # DRF turns this into Retry-After: 1
+
+
+class MalformedAuthorization(exceptions.APIException):
+    """RFC 6750 section 3.1: a malformed request (``Bearer`` with no token, or more than one value) is
+    400 ``invalid_request``, not a bad token; the challenge still names the scheme."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "malformed Authorization header"
+    default_code = "invalid_request"
+
+    def __init__(self, realm: str) -> None:
+        super().__init__({"detail": self.default_detail, "code": self.default_code}, code=self.default_code)
+        # DRF's exception handler copies auth_header into WWW-Authenticate.
+        self.auth_header = f'Bearer realm="{realm}", error="invalid_request"'
 
 
 _ERROR_ATTR = "_tokenversion_error"
@@ -112,38 +149,39 @@ class TokenVersionAuthentication(BaseAuthentication):
     # The overridable steps.
 
     def get_header(self, request) -> str | None:
-        value = request.META.get("HTTP_AUTHORIZATION")
+        # The Django request's META directly: DRF's Request proxies it through a Python __getattr__.
+        value = getattr(request, "_request", request).META.get("HTTP_AUTHORIZATION")
         return value if isinstance(value, str) and value else None
 
     def get_raw_token(self, request, header: str) -> str | None:
-        """The token from ``Bearer <token>``; ``None`` for another scheme; 401 for a malformed header."""
+        """The token from ``Bearer <token>``; ``None`` for another scheme; 400 for a malformed header."""
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() != self.keyword.lower():
             return None
         token = rest.strip()
         if not token or " " in token:
-            exc = TokenInvalid("malformed Authorization header")
-            setattr(request, _ERROR_ATTR, exc)
-            raise exceptions.AuthenticationFailed({"detail": exc.description, "code": exc.code}, code=exc.code)
+            raise MalformedAuthorization(_quote_safe(get_settings().www_authenticate_realm))
         return token
 
     def get_validated_claims(self, raw: str) -> dict[str, Any]:
-        return get_validator().validate(raw)
+        return (_validator or get_validator()).validate(raw)
 
     def check_revocation(self, claims: Mapping[str, Any]) -> None:
+        if not is_identifier(claims["sub"]):
+            raise TokenInvalid("malformed sub claim")
         sid = claims.get("sid")
-        if sid is not None and (not isinstance(sid, str) or not sid):
+        if sid is not None and not is_identifier(sid):
             raise TokenInvalid("malformed sid claim")
         view = get_store().view(claims["iss"], claims["sub"], sid)
-        check_revocation(claims, view, get_settings().revocation_policy())
+        check_revocation(claims, view, (_resolved or _resolve()).revocation_policy)
 
     def get_user(self, claims: Mapping[str, Any]) -> Any:
-        conf = get_settings()
-        if conf.user_lookup:
-            user = import_string(conf.user_lookup)(claims)
+        resolved = _resolved or _resolve()  # the global read spares a call per request
+        if resolved.user_lookup is not None:
+            user = resolved.user_lookup(claims)
             if user is not None:
                 return user
-        return TokenUser(claims, conf.roles_client)
+        return TokenUser(claims, resolved.roles_client)
 
 
 def _quote_safe(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 
@@ -11,6 +12,9 @@ class TokenUser:
 
     ``is_authenticated`` is True, so ``IsAuthenticated`` works; roles come from ``realm_access.roles`` and,
     when ``ROLES_CLIENT`` is set, from ``resource_access[ROLES_CLIENT].roles``.
+
+    One is built for every authenticated request, so only the subject is read up front; the username, the
+    email and the roles are read from the claims the first time something asks for them.
     """
 
     is_authenticated = True
@@ -22,9 +26,19 @@ class TokenUser:
     def __init__(self, claims: Mapping[str, Any], roles_client: str | None = None) -> None:
         self.claims = claims
         self.subject: str = claims["sub"]
-        self.username: str = _str(claims.get("preferred_username")) or self.subject
-        self.email: str = _str(claims.get("email"))
-        self.roles: frozenset[str] = frozenset(_roles(claims, roles_client))
+        self._roles_client = roles_client
+
+    @cached_property
+    def username(self) -> str:
+        return _str(self.claims.get("preferred_username")) or self.subject
+
+    @cached_property
+    def email(self) -> str:
+        return _str(self.claims.get("email"))
+
+    @cached_property
+    def roles(self) -> frozenset[str]:
+        return frozenset(_roles(self.claims, self._roles_client))
 
     @property
     def pk(self) -> str:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import jwt
 from jwt.exceptions import (
+    DecodeError,
     ExpiredSignatureError,
     ImmatureSignatureError,
     InvalidTokenError,
@@ -34,10 +37,14 @@ from .keys import ResilientJWKClient
 # Compact JWS only: three segments (JWE has five; JSON serialization has none), base64url throughout.
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+\Z")
 # Every token an issuer signs with one key has the same header segment, so parses are kept, by exact
-# segment, up to a small bound (hostile headers beyond it are simply parsed each time).
-_parsed_headers: dict[str, dict[str, Any]] = {}
+# segment, up to a small bound (hostile headers beyond it are simply parsed each time). They are kept and
+# handed out read-only, so no caller can change what the next token's header is taken to say.
+_parsed_headers: dict[str, Mapping[str, Any]] = {}
 _MAX_PARSED_HEADERS = 64
 _MAX_KID_LENGTH = 256
+_MAX_DATE = 2**63  # NumericDate bound (seconds either side of the epoch)
+# Header typ values of an access token (RFC 9068 at+jwt, or Keycloak's JWT); logout+jwt, secevent+jwt... are not.
+_ACCESS_TOKEN_HEADER_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 
 
 @dataclass(frozen=True)
@@ -61,26 +68,65 @@ class TokenPolicy:
     extra_options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+# Built once: json.loads(..., object_pairs_hook=...) builds a decoder and its scanner on every call, which
+# cost as much again as the parse itself. Sharing one between threads is what json.loads does too.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_members)
+
+
+def strict_json(data: bytes) -> Any:
+    """UTF-8 JSON with unique member names (RFC 7515/7519 allow a parser to keep the last duplicate; refusing
+    them leaves no room for two parsers to read one token two ways). Raises ValueError or RecursionError."""
+    return _STRICT_DECODER.decode(data.decode("utf-8"))
+
+
 def _b64url_json(segment: str) -> Any:
     padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    return strict_json(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def read_header(raw: str, max_bytes: int) -> dict[str, Any]:
+class StrictPyJWT(jwt.PyJWT):
+    """PyJWT with the payload parsed by ``strict_json`` (PyJWT's documented override point)."""
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        try:
+            payload = strict_json(decoded["payload"])
+        except (ValueError, RecursionError):
+            raise DecodeError("Invalid payload string") from None
+        if not isinstance(payload, dict):
+            raise DecodeError("Invalid payload string: must be a json object")
+        return payload
+
+
+def check_shape(raw: str, max_bytes: int) -> str:
+    """The header segment of a plausible compact JWS; checked for every token, even one whose header
+    segment is already known: size bound, three segments, no padding. Nothing is parsed."""
+    if len(raw) > max_bytes:
+        raise TokenInvalid("token too large")
+    if raw.count(".") != 2 or "=" in raw:
+        # PyJWT accepts trailing "=" padding; compact JWS has none (RFC 7515 section 2).
+        raise TokenInvalid("not a compact JWS")
+    return raw[: raw.index(".")]
+
+
+def read_header(raw: str, max_bytes: int) -> Mapping[str, Any]:
     """Parse and sanity-check a compact JWS header without trusting anything in it.
 
     Raises ``TokenInvalid`` for anything that is not a plausible compact JWS; every parser failure
     (bad base64, bad UTF-8, bad or deeply nested JSON) maps to that one exception. The payload and
-    signature segments are checked by PyJWT when it verifies the signature.
+    signature segments are checked by PyJWT when it verifies the signature. The answer is read-only: it
+    may be the cached parse, shared by every token with this header segment.
     """
-    if len(raw) > max_bytes:
-        raise TokenInvalid("token too large")
-    if raw.count(".") != 2:
-        raise TokenInvalid("not a compact JWS")
-    head = raw[: raw.index(".")]
+    head = check_shape(raw, max_bytes)
     known = _parsed_headers.get(head)
     if known is not None:
-        return dict(known)
+        return known
     if not _SEGMENT.match(head):
         raise TokenInvalid("not a compact JWS")
     try:
@@ -89,9 +135,10 @@ def read_header(raw: str, max_bytes: int) -> dict[str, Any]:
         raise TokenInvalid("malformed token header") from None
     if not isinstance(header, dict):
         raise TokenInvalid("malformed token header")
+    frozen = MappingProxyType(header)
     if len(_parsed_headers) < _MAX_PARSED_HEADERS:
-        _parsed_headers[head] = dict(header)
-    return header
+        _parsed_headers[head] = frozen
+    return frozen
 
 
 class AccessTokenValidator:
@@ -109,7 +156,6 @@ class AccessTokenValidator:
             timeout=policy.jwks_timeout,
             stale_grace=policy.jwks_stale_grace,
         )
-        self._decoder = jwt.PyJWT()
         # Verified claims by exact token string, until exp: a repeated token skips the signature check.
         self._verified: TTLCache[tuple[dict[str, Any], str]] | None = (
             TTLCache(ttl=0, max_entries=policy.claims_cache_size) if policy.claims_cache_size else None
@@ -125,17 +171,29 @@ class AccessTokenValidator:
             "strict_aud": False,
             **policy.extra_options,
         }
+        # The options are the decoder's own defaults, so PyJWT merges nothing per call (decode_verified
+        # passes options=None); the policy's tuples are passed as they are, never copied per call.
+        self._decoder = StrictPyJWT(options=self._options)
+        # Header segment -> kid, for headers that passed check_header and key_id under this (frozen) policy.
+        # Bounded like the parse cache: tokens signed with one key share one header segment.
+        self._checked_kids: dict[str, str] = {}
+        # A client without the kid index (a plain PyJWKClient) always goes through fetch_signing_key.
+        self._cached_key: Callable[[str], jwt.PyJWK | None] | None = getattr(self.jwk_client, "cached_key", None)
 
     def validate(self, raw: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise ``TokenRejected`` / ``KeysUnavailable``."""
         policy = self.policy
-        if self._verified is not None:
-            hit = self._verified.get(raw)
+        verified = self._verified
+        if verified is not None:
+            hit = verified.get(raw)
             if hit is not MISSING and self._still_trusted(hit[1]):
                 return dict(hit[0])
-        header = check_header(raw, policy.max_token_bytes, policy.algorithms)
-        kid = key_id(header)
-        key = self._signing_key(kid)
+        kid = self._checked_kids.get(check_shape(raw, policy.max_token_bytes))
+        if kid is None:
+            kid = self._check_new_header(raw)
+        key = self._cached_key(kid) if self._cached_key is not None else None
+        if key is None:
+            key = fetch_signing_key(self.jwk_client, kid)
         claims = decode_verified(
             self._decoder,
             raw,
@@ -144,22 +202,38 @@ class AccessTokenValidator:
             audience=policy.audience,
             issuer=policy.issuer,
             leeway=policy.leeway,
-            options=self._options,
         )
         if policy.token_type is not None and claims.get("typ") != policy.token_type:
             raise TokenInvalid(f"not an access token (typ must be {policy.token_type})")
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
             raise TokenInvalid("malformed sub claim")
-        if self._verified is not None and type(claims.get("exp")) in (int, float):
-            # Trusted until exp + leeway on the wall clock; expiry on the monotonic clock, the cache's.
-            remaining = claims["exp"] + policy.leeway - time.time()
-            if remaining > 0:
-                self._verified.put(raw, (dict(claims), kid), ttl=remaining)
+        if verified is not None:
+            exp = claims.get("exp")
+            if type(exp) is int or type(exp) is float:
+                # Trusted until exp + leeway on the wall clock; expiry on the monotonic clock, the cache's.
+                remaining = exp + policy.leeway - time.time()
+                if remaining > 0:
+                    verified.put(raw, (dict(claims), kid), ttl=remaining)
         return claims
+
+    def _check_new_header(self, raw: str) -> str:
+        """The header checks (``check_header``, access-token ``typ``, ``key_id``) for a header segment this
+        validator has not accepted before; an accepted segment is remembered with its ``kid``."""
+        policy = self.policy
+        header = check_header(raw, policy.max_token_bytes, policy.algorithms)
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_HEADER_TYPES):
+            # Same keys sign logout tokens (logout+jwt) and others: explicit typing refuses them (RFC 8725).
+            raise TokenInvalid("not an access token (header typ)")
+        kid = key_id(header)
+        if len(self._checked_kids) < _MAX_PARSED_HEADERS:
+            self._checked_kids[raw[: raw.index(".")]] = kid
+        return kid
 
     def _still_trusted(self, kid: str) -> bool:
         """A cached token stays valid only while its signing key is still in the issuer's current set."""
-        cached_key = getattr(self.jwk_client, "cached_key", None)
+        cached_key = self._cached_key
         return cached_key is not None and cached_key(kid) is not None
 
     def _signing_key(self, kid: str) -> jwt.PyJWK:
@@ -171,7 +245,7 @@ class AccessTokenValidator:
 # ``decode_verified``. One code path, so a fix to one kind of token is a fix to all.
 
 
-def check_header(raw: str, max_bytes: int, algorithms: Sequence[str]) -> dict[str, Any]:
+def check_header(raw: str, max_bytes: int, algorithms: Sequence[str]) -> Mapping[str, Any]:
     """``read_header``, then the algorithm allow-list and the ``crit`` refusal; no network, no key."""
     header = read_header(raw, max_bytes)
     alg = header.get("alg")
@@ -212,19 +286,23 @@ def decode_verified(
     audience: Sequence[str],
     issuer: str,
     leeway: float,
-    options: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Signature, then PyJWT's registered-claim checks; every failure mapped to a short, safe error."""
+    """Signature, then PyJWT's registered-claim checks; every failure mapped to a short, safe error.
+
+    ``options=None`` uses the decoder's own (``jwt.PyJWT(options=...)``), which spares PyJWT two dict merges
+    per call. Nothing is copied here: PyJWT only reads ``algorithms``, ``audience`` and ``options``.
+    """
     try:
-        claims = decoder.decode(
+        claims = decoder.decode_complete(
             raw,
             key=key,
-            algorithms=list(algorithms),
-            audience=list(audience),
+            algorithms=algorithms,
+            options=options,  # type: ignore[arg-type]  # a Mapping PyJWT only reads
+            audience=audience,
             issuer=issuer,
             leeway=leeway,
-            options=dict(options),
-        )
+        )["payload"]
     except ExpiredSignatureError:
         raise TokenExpired("token expired") from None
     except ImmatureSignatureError:
@@ -235,6 +313,15 @@ def decode_verified(
         raise TokenInvalid("malformed token") from None
     if not isinstance(claims, dict):
         raise TokenInvalid("malformed token payload")
+    for name in ("exp", "iat", "nbf"):
+        # PyJWT reads these with int(), so "9999999999" or true pass it; a NumericDate is a JSON number.
+        # (Inline: this runs for every first-seen token.)
+        # Within 64-bit seconds too: an int beyond float range would overflow the expiry arithmetic (a 503).
+        value = claims.get(name, 0)
+        if (type(value) is not int and not (type(value) is float and math.isfinite(value))) or not (
+            -_MAX_DATE <= value <= _MAX_DATE
+        ):
+            raise TokenInvalid(f"malformed {name} claim")
     return claims
 
 
