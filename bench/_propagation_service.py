@@ -1,5 +1,6 @@
 """A DRF service with a remote store and no database, for ``propagation.py`` (served by gunicorn with
-``--pythonpath bench``). Configured from the environment: ``PROP_ISSUER``, ``PROP_STORE``, ``PROP_OPTIONS``.
+``--pythonpath bench``). Configured from the environment: ``PROP_ISSUER``, ``PROP_STORE``, ``PROP_OPTIONS``, and
+``PROP_AUDIENCE`` (comma-separated, default ``tokenversion-api``: the test issuer's and the Keycloak stack's).
 
 ``GET /watch?token=...`` runs the real authentication class on the token every millisecond, in this process,
 until it is refused, and answers the ``time.monotonic()`` of the first refusal. On Linux that clock is
@@ -27,7 +28,7 @@ settings.configure(
     REST_FRAMEWORK={"UNAUTHENTICATED_USER": None},
     TOKENVERSION={
         "ISSUER": os.environ["PROP_ISSUER"],
-        "AUDIENCE": ["tokenversion-api"],
+        "AUDIENCE": os.environ.get("PROP_AUDIENCE", "tokenversion-api").split(","),
         "STORE": os.environ["PROP_STORE"],
         "STORE_OPTIONS": json.loads(os.environ["PROP_OPTIONS"]),
     },

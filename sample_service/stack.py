@@ -37,6 +37,9 @@ class StackConfig:
     keycloak_port: int = int(os.environ.get("KC_PORT", "8080"))
     keycloak_mgmt_port: int = int(os.environ.get("KC_MGMT_PORT", "9000"))
     provider_port: int = 18000
+    # threads per provider worker (2 workers): each waiting HTTP-feed long-poll holds one, so a benchmark with
+    # many HttpFeedStore services raises it to keep threads free for Keycloak's calls
+    provider_threads: int = 4
     service_port: int = 18001
     realm: str = "tokenversion"
     login_client: str = "tokenversion-app"
@@ -149,11 +152,11 @@ def seconds_until_refused(call: Callable[[], int], settle: float, within: float)
         time.sleep(0.005)
 
 
-def gunicorn(app: str, port: int, workers: int) -> list[str]:
+def gunicorn(app: str, port: int, workers: int, threads: int = 4) -> list[str]:
     """The production server, not runserver: runserver writes headers and body in separate packets, and with
     Nagle's algorithm against a delayed ACK that costs 40 ms per call on loopback."""
     return [PYTHON, "-m", "gunicorn", f"{app}:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--threads", "4", "--worker-class", "gthread",
+            "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
             "--graceful-timeout", "2", "--access-logfile", "-"]
 
 
@@ -314,7 +317,7 @@ class Stack:
             return self.provider
         self.provider = Process(
             "provider",
-            gunicorn("provider.wsgi", self.config.provider_port, workers=2),
+            gunicorn("provider.wsgi", self.config.provider_port, workers=2, threads=self.config.provider_threads),
             self.provider_env(),
             self.config.work_dir / "provider.log",
         )
