@@ -33,14 +33,13 @@ from typing import Any
 
 from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_settings
 from ..core.feed_protocol import Cursor, CursorError
 from ..core.revocation_map import parse_time
 from ..signals import revocation_committed
 from . import feedlog
-from .http import HttpError, error_response, json_response, require_secret
+from .http import HttpError, json_response, machine_endpoint, require_secret
 from .models import RevocationEvent
 
 logger = logging.getLogger("tokenversion.server")
@@ -63,23 +62,14 @@ def feed_endpoint(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[Http
     """``GET`` only, the feed secret first, then precise 4xx answers; database outages are 503."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method != "GET":
-            return error_response(405, "method_not_allowed", "use GET", {"Allow": "GET"})
-        try:
-            require_secret(request, get_settings().feed_secrets)
-            if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
-                raise HttpError(400, "invalid_request", "query string too long")
-            return view(request, *args, **kwargs)
-        except HttpError as exc:
-            return error_response(exc.status, exc.code, exc.detail, exc.headers)
-        except DatabaseError:
-            logger.exception("database error in %s", view.__name__)
-            return error_response(503, "unavailable", "the provider's database is unavailable",
-                                  {"Retry-After": "1"})
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        require_secret(request, get_settings().feed_secrets)
+        if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+            raise HttpError(400, "invalid_request", "query string too long")
+        return view(request, *args, **kwargs)
 
-    # Machine-to-machine with a secret header, never a cookie; and never inside ATOMIC_REQUESTS (feedlog).
-    return csrf_exempt(transaction.non_atomic_requests(wrapper))
+    # Never inside ATOMIC_REQUESTS (feedlog).
+    return transaction.non_atomic_requests(machine_endpoint(checked, method="GET"))
 
 
 def _params(request: HttpRequest, allowed: set[str]) -> dict[str, str]:

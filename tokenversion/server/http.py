@@ -46,13 +46,14 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return json_response({"error": code, "detail": detail}, status, headers)
 
 
-def machine_endpoint(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
-    """POST only, ``HttpError`` to its JSON answer, database outages to 503, never a 500 page."""
+def machine_endpoint(view: Callable[[HttpRequest], HttpResponse],
+                     method: str = "POST") -> Callable[[HttpRequest], HttpResponse]:
+    """One method only, ``HttpError`` to its JSON answer, database outages to 503, never a 500 page."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method != "POST":
-            return error_response(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+        if request.method != method:
+            return error_response(405, "method_not_allowed", f"use {method}", {"Allow": method})
         try:
             return view(request, *args, **kwargs)
         except HttpError as exc:
