@@ -31,9 +31,13 @@ class Timeline:
         print(f"{line} -> {result}" if result else line, flush=True)
 
 
+def get_orders(stack: Stack, token: str) -> requests.Response:
+    return requests.get(f"{stack.config.service_url}/api/orders",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+
 def call_api(stack: Stack, token: str) -> str:
-    response = requests.get(f"{stack.config.service_url}/api/orders",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response = get_orders(stack, token)
     if response.status_code == 200:
         return "200 OK"
     challenge = response.headers.get("WWW-Authenticate", "")
@@ -42,11 +46,8 @@ def call_api(stack: Stack, token: str) -> str:
 
 def wait_refused(stack: Stack, token: str) -> tuple[float, str]:
     """Seconds until every worker of the service refuses the token, and what it answers then."""
-    def status() -> int:
-        return requests.get(f"{stack.config.service_url}/api/orders", timeout=5,
-                            headers={"Authorization": f"Bearer {token}"}).status_code
-
-    took = seconds_until_refused(status, settle=2 * stack.config.service_cache_ttl + 0.1, within=5.0)
+    took = seconds_until_refused(lambda: get_orders(stack, token).status_code,
+                                 settle=2 * stack.config.service_cache_ttl + 0.1, within=5.0)
     return took, call_api(stack, token)
 
 

@@ -16,18 +16,11 @@ from django.db import connection
 from sample_service.stack import Process, gunicorn
 from tests.conftest import MAPPER_SECRET
 from tests.faultproxy import FaultProxy
+from tests.remote_helpers import free_port
 from tokenversion.server import services
 
 SUB = "0d3c2b1a-0000-4000-8000-00000000fa17"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def poll(call, until, timeout: float = 5.0, interval: float = 0.02) -> list:
