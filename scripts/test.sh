@@ -15,6 +15,6 @@ bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 mkdir -p var
 echo "== pytest on SQLite"
-TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres" "$@"
+TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"
 TOKENVERSION_TEST_DB=postgres "$VENV/bin/pytest" -q "$@"

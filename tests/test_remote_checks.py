@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.core.checks import run_checks
 
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET
+from tests.remote_helpers import ROOT
 
 REDIS = "tokenversion.stores.redis.RedisStore"
 FEED = "tokenversion.stores.feed.HttpFeedStore"
@@ -58,3 +64,23 @@ def test_clear_text_off_loopback_is_w011(ids):
 @pytest.mark.parametrize("secrets", [["short"], [EVENT_SECRET], ["f" * 40, MAPPER_SECRET]])
 def test_weak_or_shared_feed_secrets_are_w010(ids, secrets):
     assert ids(FEED_SECRETS=secrets) == ["tokenversion.W010"]
+
+
+def service_check(store: str, options: dict) -> subprocess.CompletedProcess:
+    """``manage.py check`` in a service project that does not have the provider's tables
+    (``tests/remote_service``: no ``tokenversion.server``, no database at all)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.remote_service.settings",
+           "TOKENVERSION_TEST_ISSUER": "https://sso.example.com/realms/main",
+           "REMOTE_SERVICE_STORE": store, "REMOTE_SERVICE_STORE_OPTIONS": json.dumps(options)}
+    return subprocess.run([sys.executable, "-m", "django", "check"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_the_database_store_without_the_providers_tables_is_e007():
+    """The README's first snippet left the default store in place: every token was answered 503 with no
+    warning. ``manage.py check`` now says so, and names the stores that work there."""
+    result = service_check("tokenversion.stores.db.DatabaseStore", {})
+    assert result.returncode != 0
+    assert "tokenversion.E007" in result.stderr
+    assert "HttpFeedStore" in result.stderr
+    assert service_check(FEED, GOOD).returncode == 0

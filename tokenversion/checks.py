@@ -45,6 +45,14 @@ def check_settings(app_configs=None, **kwargs):
         store_class = None
         errors.append(Error(f"TOKENVERSION['STORE'] cannot be imported: {exc}", id="tokenversion.E004"))
     errors.extend(_check_store_options(store_class, conf.store_options))
+    if store_class is not None and _reads_provider_tables(store_class) and not apps.is_installed("tokenversion.server"):
+        errors.append(Error(f"TOKENVERSION['STORE'] is {conf.store}, which reads the provider's tables, but this "
+                            "project does not have them ('tokenversion.server' is not installed): every token "
+                            "would be answered 503.",
+                            hint="A service without the provider's database sets STORE to "
+                                 "tokenversion.stores.feed.HttpFeedStore (or RedisStore) with STORE_OPTIONS "
+                                 "(README, docs/scaling.md).",
+                            id="tokenversion.E007"))
     for name, url in (("ISSUER", conf.issuer), ("JWKS_URL", conf.jwks_url)):
         if not url:
             continue
@@ -120,6 +128,12 @@ def _check_store_options(store_class, options):
                                  hint="Use https:// and rediss://, or a private network you trust.",
                                  id="tokenversion.W011"))
     return found
+
+
+def _reads_provider_tables(store_class) -> bool:
+    from .stores.db import DatabaseStore
+
+    return isinstance(store_class, type) and issubclass(store_class, DatabaseStore)
 
 
 def _int(value: str | None) -> int:
