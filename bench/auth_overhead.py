@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
-    from tokenversion.server import services
+    from tokenversion_server import services
 
     subjects = [f"5b7f0b36-8d0e-4a35-9f49-{i:012d}" for i in range(SUBJECTS)]
     tokens = [issuer.mint(sub=subjects[i % SUBJECTS], sid=f"sid-{i % SUBJECTS}") for i in range(n_tokens)]

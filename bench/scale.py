@@ -52,7 +52,7 @@ def _revoker(index: int, same_user: bool, seconds: float, barrier: Any, results:
     """One process: revoke users (its own, or the shared one) until the deadline; report the count."""
     from django.db import connections
 
-    from tokenversion.server import services
+    from tokenversion_server import services
 
     connections.close_all()  # never share the parent's connection across fork
     actor = services.Actor.system("bench/scale.py")
@@ -100,7 +100,7 @@ def endpoint_queries(database_url: str, size: int, calls: int, seed: int) -> lis
     (``services.current_version``'s read and ``provision_user``'s read, the SQL they run), prepared, on one
     connection, as a gunicorn worker runs them."""
     from accounts.provisioning import _select
-    from tokenversion.server.services import _version_sql
+    from tokenversion_server.services import _version_sql
 
     version_sql, user_sql = _version_sql("default")[0], _select("default")
     rng = random.Random(seed)

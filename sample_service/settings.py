@@ -29,9 +29,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _store = env_str("SAMPLE_STORE", "db")
 if _store == "db":
-    INSTALLED_APPS.append("tokenversion.server")
+    INSTALLED_APPS.append("tokenversion_server")
     DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///var/provider.sqlite3"), BASE_DIR)}
-    _store_class, _store_options = "tokenversion.stores.db.DatabaseStore", {}
+    _store_class, _store_options = "tokenversion_server.store.DatabaseStore", {}
 elif _store == "custom":
     DATABASES = {}
     _store_class = env_str("TOKENVERSION_STORE")

@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-ensure_venv server
+ensure_venv redis
 export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 mkdir -p var
 "$PY" manage.py migrate --noinput -v 0

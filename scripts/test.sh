@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_venv dev
 "$VENV/bin/ruff" check .
+"$VENV/bin/lint-imports" --no-cache  # import boundaries (pyproject.toml [tool.importlinter])
 echo "== Keycloak extension: JUnit tests and JAR (Maven)"
 command -v mvn >/dev/null || { echo "test.sh: Maven (mvn) and a JDK 17 are required" >&2; exit 1; }
 (cd keycloak && mvn -B package 2>&1 | grep -E "Tests run:|BUILD|ERROR|FAIL" ; exit "${PIPESTATUS[0]}")

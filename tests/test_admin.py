@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
-from tokenversion.server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
-from tokenversion.signals import revocation_committed
+from tokenversion_server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from tokenversion_server.signals import revocation_committed
 
 pytestmark = pytest.mark.django_db
 

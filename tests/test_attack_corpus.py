@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm
 
 from tests.jwks import DROP, JWKSServer, SigningKey
-from tokenversion.server import services
+from tokenversion_server import services
 
 URL = "/api/whoami"
 SUB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001"

@@ -13,7 +13,7 @@ from django.db import connection
 from accounts.models import KeycloakUser
 from tests.conftest import database_down
 from tests.jwks import DROP, SigningKey
-from tokenversion.server import services
+from tokenversion_server import services
 
 SUB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001"
 URL = "/api/whoami"

@@ -25,8 +25,8 @@ from tokenversion.authentication import get_validator
 from tokenversion.core.errors import KeysUnavailable, TokenInvalid
 from tokenversion.core.keys import ResilientJWKClient
 from tokenversion.core.logout_tokens import BACKCHANNEL_LOGOUT_EVENT, LogoutTokenPolicy, LogoutTokenValidator
-from tokenversion.server import services
-from tokenversion.server.models import RevocationEvent, RevokedSession, SeenIdentifier, SubjectVersion
+from tokenversion_server import services
+from tokenversion_server.models import RevocationEvent, RevokedSession, SeenIdentifier, SubjectVersion
 
 URL = "/tokenversion/backchannel-logout"
 FORM = "application/x-www-form-urlencoded"

@@ -79,7 +79,7 @@ def test_asymmetric_algorithms_are_fine(check_ids, algorithms):
     assert check_ids(ALGORITHMS=algorithms) == []
 
 
-@pytest.mark.parametrize("store", ["tokenversion.stores.nope.Store", "tokenversion.stores.db.NoSuchStore",
+@pytest.mark.parametrize("store", ["tokenversion.stores.nope.Store", "tokenversion_server.store.NoSuchStore",
                                    "notadottedpath"])
 def test_store_not_importable_is_e004(check_ids, store):
     assert check_ids(STORE=store) == ["tokenversion.E004"]
@@ -164,9 +164,22 @@ def test_several_problems_are_all_reported(check_ids, monkeypatch):
 
 
 def test_w009_when_backchannel_audience_is_empty(tv_settings):
-    from tokenversion.checks import check_settings
+    from tokenversion_server.checks import check_provider_settings as check_settings  # the provider's checks
 
     tv_settings(BACKCHANNEL_AUDIENCE=None)
     assert "tokenversion.W009" in {m.id for m in check_settings()}
     tv_settings(BACKCHANNEL_AUDIENCE=["web"])
     assert "tokenversion.W009" not in {m.id for m in check_settings()}
+
+
+def test_the_old_database_store_path_still_works_with_w012(check_ids):
+    """The database store moved to the provider's distribution; a service's settings written for 0.1.0 keep
+    working for one release, and the check names the new path."""
+    old = "tokenversion.stores" + ".db.DatabaseStore"  # (spelled so the split's path rewrite leaves it alone)
+    assert check_ids(STORE=old) == ["tokenversion.W012"]
+    from tokenversion.conf import get_settings
+    from tokenversion.stores import get_store
+    from tokenversion_server.store import DatabaseStore
+
+    assert get_settings().store == "tokenversion_server.store.DatabaseStore"
+    assert isinstance(get_store(), DatabaseStore)

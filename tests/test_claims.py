@@ -8,8 +8,8 @@ import pytest
 
 from accounts.models import KeycloakUser
 from tests.conftest import MAPPER_SECRET, database_down
-from tokenversion.server import services
-from tokenversion.server.models import RevocationEvent, SubjectVersion
+from tokenversion_server import services
+from tokenversion_server.models import RevocationEvent, SubjectVersion
 
 URL = "/tokenversion/claims"
 SUB = "0f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
-from tokenversion.server.models import (
+from tokenversion_server.models import (
     RealmRevocation,
     RevocationEvent,
     RevokedSession,

@@ -5,7 +5,7 @@ The endpoints: the claims endpoint (Keycloak's mapper), the Keycloak events rece
 logout receiver and the REST revocation API. For each: no or wrong credentials, wrong method, wrong content
 type, empty, truncated, oversized, deeply nested and non-UTF-8 bodies, malformed subjects, and injection
 strings (SQL, NUL, control characters, unpaired surrogates, huge unicode, ...) in every field. "Nothing was
-written" is a row count of every model of ``tokenversion.server`` and ``accounts`` before and after.
+written" is a row count of every model of ``tokenversion_server`` and ``accounts`` before and after.
 
 Error codes: the machine endpoints answer ``{"error": code, "detail": ...}`` (docs/contract.md), the REST API
 ``{"detail": ..., "code": code}`` (docs/revocation.md); ``error_code`` reads either. Single-endpoint details
@@ -28,8 +28,8 @@ from rest_framework.authtoken.models import Token
 from accounts.models import KeycloakUser
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET
 from tests.jwks import DROP, SigningKey
-from tokenversion.server.http import MAX_BODY_BYTES
-from tokenversion.server.models import RevocationEvent
+from tokenversion_server.http import MAX_BODY_BYTES
+from tokenversion_server.models import RevocationEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET
-from tokenversion.server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from tokenversion_server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 
 URL = "/tokenversion/events"
 USER = "0f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"

@@ -17,7 +17,7 @@ from sample_service.stack import Process, gunicorn
 from tests.conftest import MAPPER_SECRET
 from tests.faultproxy import FaultProxy
 from tests.remote_helpers import free_port
-from tokenversion.server import services
+from tokenversion_server import services
 
 SUB = "0d3c2b1a-0000-4000-8000-00000000fa17"
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_read_only_database_gives_503_and_writes_nothing(api, jwks_server, tv_se
     if connection.vendor != "postgresql":
         pytest.fail("run with TOKENVERSION_TEST_DB=postgres (scripts/test.sh does)")
     from accounts.models import KeycloakUser
-    from tokenversion.server.models import RevocationEvent, SubjectVersion
+    from tokenversion_server.models import RevocationEvent, SubjectVersion
 
     services.revoke_user(SUB, reason="admin", actor=services.Actor.system("setup"))
     with connection.cursor() as cursor:

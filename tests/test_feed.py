@@ -14,8 +14,8 @@ from django.utils import timezone
 from tests.conftest import database_down
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion.core.revocation_map import RevocationMap, parse_event
-from tokenversion.server import feed, feedlog, services
-from tokenversion.server.models import RevocationEvent
+from tokenversion_server import feed, feedlog, services
+from tokenversion_server.models import RevocationEvent
 
 SECRET = "feed-secret-dddddddddddddddddddddddddddddddddddd"
 SNAPSHOT, EVENTS = "/tokenversion/feed/snapshot", "/tokenversion/feed/events"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tokenversion.server import services
+from tokenversion_server import services
 
 SUB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001"
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ from django.db import connection, connections
 from django.test import Client
 
 from tests.conftest import MAPPER_SECRET
-from tokenversion.server import services
-from tokenversion.server.models import RevocationEvent, SubjectVersion
+from tokenversion_server import services
+from tokenversion_server.models import RevocationEvent, SubjectVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = "0d3c2b1a-0000-4000-8000-0000000a11ce"
@@ -25,7 +25,7 @@ BUMPER = """
 import os, sys, time
 import django
 django.setup()
-from tokenversion.server import services
+from tokenversion_server import services
 start_at, worker, bumps, shared = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 time.sleep(max(0.0, start_at - time.time()))  # every process starts bumping at the same instant
 for i in range(bumps):

@@ -68,7 +68,7 @@ def test_weak_or_shared_feed_secrets_are_w010(ids, secrets):
 
 def service_check(store: str, options: dict) -> subprocess.CompletedProcess:
     """``manage.py check`` in a service project that does not have the provider's tables
-    (``tests/remote_service``: no ``tokenversion.server``, no database at all)."""
+    (``tests/remote_service``: no ``tokenversion_server``, no database at all)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.remote_service.settings",
            "TOKENVERSION_TEST_ISSUER": "https://sso.example.com/realms/main",
            "REMOTE_SERVICE_STORE": store, "REMOTE_SERVICE_STORE_OPTIONS": json.dumps(options)}
@@ -79,7 +79,7 @@ def service_check(store: str, options: dict) -> subprocess.CompletedProcess:
 def test_the_database_store_without_the_providers_tables_is_e007():
     """The README's first snippet left the default store in place: every token was answered 503 with no
     warning. ``manage.py check`` now says so, and names the stores that work there."""
-    result = service_check("tokenversion.stores.db.DatabaseStore", {})
+    result = service_check("tokenversion_server.store.DatabaseStore", {})
     assert result.returncode != 0
     assert "tokenversion.E007" in result.stderr
     assert "HttpFeedStore" in result.stderr

@@ -22,11 +22,11 @@ from tests.feed_settings import FEED_SECRET
 from tests.remote_helpers import Process, RedisServer, WebProcess, django_env, http_get, wait_until
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.feed_protocol import Cursor, seal, unseal
-from tokenversion.server import services
-from tokenversion.server.models import RevocationEvent
-from tokenversion.server.publish import Publisher, redis_client
 from tokenversion.stores.feed import HttpFeedStore
 from tokenversion.stores.redis import RedisStore
+from tokenversion_server import services
+from tokenversion_server.models import RevocationEvent
+from tokenversion_server.publish import Publisher, redis_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

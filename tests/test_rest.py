@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
-from tokenversion.server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from tokenversion_server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import RequestFactory
 
 from tests.conftest import EVENT_SECRET
-from tokenversion.server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from tokenversion_server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 
 pytestmark = pytest.mark.django_db
 

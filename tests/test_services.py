@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from tokenversion.server import services
-from tokenversion.server.models import (
+from tokenversion_server import services
+from tokenversion_server.models import (
     RealmRevocation,
     RevocationEvent,
     RevokedSession,

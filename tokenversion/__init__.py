@@ -5,7 +5,7 @@ The package has three layers:
 - ``tokenversion.core``: the token and revocation rules, with no Django import, so the rules can be read,
   tested and reused on their own;
 - ``tokenversion`` itself (settings, checks, stores, the DRF authentication class): what a service installs;
-- ``tokenversion.server``: the provider's side (models, revocation services, endpoints, admin, commands).
+- ``tokenversion_server``: the provider's side (models, revocation services, endpoints, admin, commands).
 """
 
 __version__ = "0.1.0"

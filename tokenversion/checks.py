@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from urllib.parse import urlparse
 
@@ -16,6 +17,8 @@ from .conf import get_settings
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _CLASS_PATH = "tokenversion.authentication.TokenVersionAuthentication"
+# The provider's Django app (its own distribution): named, never imported, from the service side.
+PROVIDER_APP = "tokenversion_server"
 # The asymmetric algorithms PyJWT can verify (names are case-sensitive, as in a token's "alg" header).
 _ASYMMETRIC = frozenset(a for a in get_default_algorithms() if a != "none" and not a.startswith("HS"))
 
@@ -43,16 +46,19 @@ def check_settings(app_configs=None, **kwargs):
         store_class = import_string(conf.store)
     except ImportError as exc:
         store_class = None
-        errors.append(Error(f"TOKENVERSION['STORE'] cannot be imported: {exc}", id="tokenversion.E004"))
+        if conf.store.startswith(PROVIDER_APP + ".") and importlib.util.find_spec(PROVIDER_APP) is None:
+            errors.append(_no_provider_tables(conf.store))
+        else:
+            errors.append(Error(f"TOKENVERSION['STORE'] cannot be imported: {exc}", id="tokenversion.E004"))
     errors.extend(_check_store_options(store_class, conf.store_options))
-    if store_class is not None and _reads_provider_tables(store_class) and not apps.is_installed("tokenversion.server"):
-        errors.append(Error(f"TOKENVERSION['STORE'] is {conf.store}, which reads the provider's tables, but this "
-                            "project does not have them ('tokenversion.server' is not installed): every token "
-                            "would be answered 503.",
-                            hint="A service without the provider's database sets STORE to "
-                                 "tokenversion.stores.feed.HttpFeedStore (or RedisStore) with STORE_OPTIONS "
-                                 "(README, docs/scaling.md).",
-                            id="tokenversion.E007"))
+    required_app = getattr(store_class, "required_app", None)
+    if required_app and not apps.is_installed(required_app):
+        errors.append(_no_provider_tables(conf.store))
+    if conf.store_moved_from:
+        errors.append(Warning(f"TOKENVERSION['STORE'] names {conf.store_moved_from}, which moved to {conf.store} "
+                              "(the provider's distribution).",
+                              hint=f"Write {conf.store!r}; the old path will stop working in the next release.",
+                              id="tokenversion.W012"))
     for name, url in (("ISSUER", conf.issuer), ("JWKS_URL", conf.jwks_url)):
         if not url:
             continue
@@ -82,35 +88,7 @@ def check_settings(app_configs=None, **kwargs):
     if conf.leeway > 60:
         errors.append(Warning(f"LEEWAY is {conf.leeway:g} s: expired tokens stay valid that long.",
                               id="tokenversion.W005"))
-    if apps.is_installed("tokenversion.server"):
-        errors.extend(_check_server(conf))
     return errors
-
-
-def _check_server(conf):
-    found = []
-    for name, secrets in (("MAPPER_SECRETS", conf.mapper_secrets), ("EVENT_SECRETS", conf.event_secrets)):
-        if not secrets:
-            found.append(Warning(f"TOKENVERSION['{name}'] is empty: that endpoint refuses every call.",
-                                 id="tokenversion.W006"))
-        elif any(len(s) < 32 for s in secrets):
-            found.append(Warning(f"A secret in TOKENVERSION['{name}'] is shorter than 32 characters.",
-                                 id="tokenversion.W007"))
-    if not getattr(conf, "backchannel_audience", None):
-        found.append(Warning("TOKENVERSION['BACKCHANNEL_AUDIENCE'] is empty: the back-channel logout receiver "
-                             "refuses every logout token, so Keycloak logouts revoke nothing.",
-                             hint="List the Keycloak client ids users log in through (docs/backchannel-logout.md).",
-                             id="tokenversion.W009"))
-    if set(conf.mapper_secrets) & set(conf.event_secrets):
-        found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
-                             "secret then allows revoking.", id="tokenversion.W008"))
-    feed_secrets = getattr(conf, "feed_secrets", ())
-    shared = set(feed_secrets) & (set(conf.mapper_secrets) | set(conf.event_secrets))
-    if shared or any(len(s) < 32 for s in feed_secrets):
-        found.append(Warning("A secret in TOKENVERSION['FEED_SECRETS'] is shorter than 32 characters or also a "
-                             "mapper or event secret: every service holds the feed secret.",
-                             hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
-    return found
 
 
 def _check_store_options(store_class, options):
@@ -130,10 +108,13 @@ def _check_store_options(store_class, options):
     return found
 
 
-def _reads_provider_tables(store_class) -> bool:
-    from .stores.db import DatabaseStore
-
-    return isinstance(store_class, type) and issubclass(store_class, DatabaseStore)
+def _no_provider_tables(store: str) -> Error:
+    return Error(f"TOKENVERSION['STORE'] is {store}, which reads the provider's tables, but this project does "
+                 f"not have them ({PROVIDER_APP!r} is not installed): every token would be answered 503.",
+                 hint="A service without the provider's database sets STORE to "
+                      "tokenversion.stores.feed.HttpFeedStore (or RedisStore) with STORE_OPTIONS "
+                      "(README, docs/scaling.md).",
+                 id="tokenversion.E007")
 
 
 def _int(value: str | None) -> int:

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "CLAIM": "token_version",
     "REQUIRE_VERSION_CLAIM": True,
     "CHECK_LOGOUT_TIME": False,
-    "STORE": "tokenversion.stores.db.DatabaseStore",
+    "STORE": "tokenversion_server.store.DatabaseStore",
     "STORE_OPTIONS": {},
     "CACHE_TTL": 1.0,
     "CACHE_MAX_ENTRIES": 100_000,
@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
 }
+
+
+# Stores that moved; the old path keeps working for one release, with check tokenversion.W012.
+MOVED_STORES = {"tokenversion.stores.db.DatabaseStore": "tokenversion_server.store.DatabaseStore"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class TokenVersionSettings:
     redis_url: str | None = None
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
+    store_moved_from: str | None = None  # the old dotted path STORE named, when it names a moved store (W012)
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -169,6 +174,9 @@ def _load() -> TokenVersionSettings:
 
         raise ImproperlyConfigured(f"unknown TOKENVERSION settings: {', '.join(sorted(unknown))}")
     merged = {**DEFAULTS, **user}
+    store, moved_from = merged["STORE"], None
+    if store in MOVED_STORES:
+        store, moved_from = MOVED_STORES[store], store
     issuer = merged["ISSUER"].rstrip("/") if merged["ISSUER"] else None
     jwks_url = merged["JWKS_URL"] or (f"{issuer}/protocol/openid-connect/certs" if issuer else None)
     values = {
@@ -187,7 +195,8 @@ def _load() -> TokenVersionSettings:
         "claim": merged["CLAIM"],
         "require_version_claim": bool(merged["REQUIRE_VERSION_CLAIM"]),
         "check_logout_time": bool(merged["CHECK_LOGOUT_TIME"]),
-        "store": merged["STORE"],
+        "store": store,
+        "store_moved_from": moved_from,
         "store_options": dict(merged["STORE_OPTIONS"]),
         "cache_ttl": float(merged["CACHE_TTL"]),
         "cache_max_entries": int(merged["CACHE_MAX_ENTRIES"]),

@@ -1,6 +1,6 @@
 """``RedisStore``: the revocation map kept current by Redis pub/sub, with the HTTP feed to close gaps.
 
-One thread per process subscribes to the provider's channel (``tokenversion.server.publish``) and applies:
+One thread per process subscribes to the provider's channel (``tokenversion_server.publish``) and applies:
 
 - fast-path events, published by the provider process that committed the revocation: milliseconds;
 - the certifying publisher's numbered messages (``hello``, ``event``, ``heartbeat``) of each *run*.

@@ -7,7 +7,7 @@ from django.db import DatabaseError
 from keycloak.exceptions import KeycloakError
 
 from tokenversion.conf import get_settings
-from tokenversion.server.keycloak import KeycloakUnavailable, admin_client
+from tokenversion_server.keycloak import KeycloakUnavailable, admin_client
 
 from ...models import KeycloakUser
 

@@ -35,10 +35,11 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from ..conf import get_settings, on_reset
-from ..core.feed_protocol import Cursor, seal
-from ..core.revocation_map import FeedEvent
-from ..signals import revocation_committed
+from tokenversion.conf import get_settings, on_reset
+from tokenversion.core.feed_protocol import Cursor, seal
+from tokenversion.core.revocation_map import FeedEvent
+from tokenversion_server.signals import revocation_committed
+
 from . import feedlog
 
 logger = logging.getLogger("tokenversion.server")
@@ -105,7 +106,7 @@ def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
 
 
 def connect_fast_path() -> None:
-    revocation_committed.connect(publish_committed, dispatch_uid="tokenversion.server.publish.fast_path")
+    revocation_committed.connect(publish_committed, dispatch_uid="tokenversion_server.publish.fast_path")
 
 
 # The certifying publisher.

@@ -10,7 +10,8 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from ..conf import get_settings
+from tokenversion.conf import get_settings
+
 from . import services
 from .models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 

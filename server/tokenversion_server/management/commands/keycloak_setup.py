@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ....conf import get_settings
+from tokenversion.conf import get_settings
+
 from ...keycloak import KeycloakUnavailable, RealmSetup, RealmSpec, admin_client, admin_settings
 
 

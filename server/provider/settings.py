@@ -13,7 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .env import database_from_url, env_bool, env_list, env_str
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# Where relative paths (the development SQLite database, var/) live: TOKENVERSION_HOME, else the checkout this
+# file sits in (server/provider/settings.py, two levels down), else the working directory (an installed wheel).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+BASE_DIR = Path(env_str("TOKENVERSION_HOME") or (_CHECKOUT if (_CHECKOUT / "manage.py").is_file() else Path.cwd()))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 _DEV_KEY = "django-insecure-tokenversion-development-only"
@@ -32,7 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "tokenversion",
-    "tokenversion.server",
+    "tokenversion_server",
     "accounts",
 ]
 

@@ -19,10 +19,11 @@ from rest_framework import authentication, exceptions, parsers, permissions, ren
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from ..authentication import get_validator
-from ..conf import get_settings
-from ..core.errors import TokenRejected, Unavailable
-from ..core.logout_tokens import LogoutToken, LogoutTokenValidator
+from tokenversion.authentication import get_validator
+from tokenversion.conf import get_settings
+from tokenversion.core.errors import TokenRejected, Unavailable
+from tokenversion.core.logout_tokens import LogoutToken, LogoutTokenValidator
+
 from . import services
 from .http import (
     MAX_BODY_BYTES,

@@ -19,10 +19,11 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from ..conf import get_settings
-from ..core.revocation import SubjectState
-from ..signals import revocation_committed
-from ..stores import get_store
+from tokenversion.conf import get_settings
+from tokenversion.core.revocation import SubjectState
+from tokenversion.stores import get_store
+from tokenversion_server.signals import revocation_committed
+
 from .models import RealmRevocation, RevocationEvent, RevokedSession, SeenIdentifier, SubjectVersion
 
 Reason = RevocationEvent.Reason

@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 
 from tokenversion.conf import get_settings
-from tokenversion.server import keycloak, services
-from tokenversion.server.models import SubjectVersion
+from tokenversion_server import keycloak, services
+from tokenversion_server.models import SubjectVersion
 
 from .models import KeycloakUser
 

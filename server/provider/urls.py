@@ -5,7 +5,7 @@ from .views import WhoAmIView, health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("tokenversion/", include("tokenversion.server.urls")),
+    path("tokenversion/", include("tokenversion_server.urls")),
     path("api/whoami", WhoAmIView.as_view(), name="whoami"),
     path("health", health, name="health"),
 ]

@@ -15,14 +15,17 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, connections
 
-from ..conf import get_settings
-from ..core.cache import MISSING, TTLCache
-from ..core.errors import StoreUnavailable
-from ..core.revocation import RevocationView, SubjectState
+from tokenversion.conf import get_settings
+from tokenversion.core.cache import MISSING, TTLCache
+from tokenversion.core.errors import StoreUnavailable
+from tokenversion.core.revocation import RevocationView, SubjectState
 
 
 class DatabaseStore:
     """Reads ``SubjectVersion``, ``RevokedSession`` and ``RealmRevocation`` from a database alias."""
+
+    # Read by the service side's system check (tokenversion.E007), which never imports the provider.
+    required_app = "tokenversion_server"
 
     def __init__(
         self, database: str = "default", cache_ttl: float | None = None, max_entries: int | None = None
@@ -78,7 +81,7 @@ class DatabaseStore:
         return value
 
     def _read_subject(self, issuer: str, subject: str) -> SubjectState:
-        from ..server.models import SubjectVersion
+        from tokenversion_server.models import SubjectVersion
 
         row = (
             SubjectVersion.objects.using(self.database)
@@ -92,12 +95,12 @@ class DatabaseStore:
         return SubjectState(version, last_logout.timestamp() if last_logout else None)
 
     def _read_session(self, issuer: str, session_id: str) -> bool:
-        from ..server.models import RevokedSession
+        from tokenversion_server.models import RevokedSession
 
         return RevokedSession.objects.using(self.database).filter(issuer=issuer, session_id=session_id).exists()
 
     def _read_realm(self, issuer: str) -> float | None:
-        from ..server.models import RealmRevocation
+        from tokenversion_server.models import RealmRevocation
 
         value = (
             RealmRevocation.objects.using(self.database)

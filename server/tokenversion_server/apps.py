@@ -2,12 +2,13 @@ from django.apps import AppConfig
 
 
 class TokenVersionServerConfig(AppConfig):
-    name = "tokenversion.server"
+    name = "tokenversion_server"
     label = "tokenversion_server"
     verbose_name = "Token revocation"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the provider's system checks)
         from .publish import connect_fast_path
 
         connect_fast_path()  # publish committed revocations on Redis when REDIS_URL is set

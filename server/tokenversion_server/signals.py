@@ -2,5 +2,5 @@
 
 from django.dispatch import Signal
 
-# Sent with ``record`` (a ``tokenversion.server.services.Revocation``) after the transaction commits.
+# Sent with ``record`` (a ``tokenversion_server.services.Revocation``) after the transaction commits.
 revocation_committed = Signal()

@@ -39,8 +39,9 @@ from typing import Any
 from django.db import connections
 from django.db.models import Max, Q
 
-from ..core.feed_protocol import Cursor
-from ..core.revocation_map import FeedEvent
+from tokenversion.core.feed_protocol import Cursor
+from tokenversion.core.revocation_map import FeedEvent
+
 from .models import RevocationEvent
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

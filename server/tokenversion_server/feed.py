@@ -34,10 +34,11 @@ from typing import Any
 from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest, HttpResponse
 
-from ..conf import get_settings
-from ..core.feed_protocol import Cursor, CursorError
-from ..core.revocation_map import parse_time
-from ..signals import revocation_committed
+from tokenversion.conf import get_settings
+from tokenversion.core.feed_protocol import Cursor, CursorError
+from tokenversion.core.revocation_map import parse_time
+from tokenversion_server.signals import revocation_committed
+
 from . import feedlog
 from .http import HttpError, json_response, machine_endpoint, require_secret
 from .models import RevocationEvent
@@ -310,4 +311,4 @@ def _poke(**_: Any) -> None:
         watcher.poke()
 
 
-revocation_committed.connect(_poke, dispatch_uid="tokenversion.server.feed.poke")
+revocation_committed.connect(_poke, dispatch_uid="tokenversion_server.feed.poke")

@@ -18,8 +18,7 @@ from django.conf import settings as django_settings
 from keycloak.exceptions import KeycloakError as _PythonKeycloakError
 
 from keycloak import KeycloakAdmin
-
-from ..conf import get_settings
+from tokenversion.conf import get_settings
 
 MAPPER_TYPE = "tokenversion-mapper"
 LISTENER_ID = "tokenversion"

@@ -1,4 +1,4 @@
-"""``manage.py tokenversion_publisher``: the certifying Redis publisher (see ``tokenversion.server.publish``).
+"""``manage.py tokenversion_publisher``: the certifying Redis publisher (see ``tokenversion_server.publish``).
 
 Run one (or, for redundancy, a few) next to the provider, with the provider's settings. Without it, services
 using ``RedisStore`` get revocations by the fast path but can never prove they are fresh, so they answer 503
@@ -12,7 +12,8 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ....conf import get_settings
+from tokenversion.conf import get_settings
+
 from ...feed import feed_using
 from ...publish import Publisher, redis_client
 

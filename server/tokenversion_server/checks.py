@@ -1,0 +1,44 @@
+"""The provider's system checks (ids in the ``tokenversion`` namespace, as before the split)."""
+
+from __future__ import annotations
+
+from django.core.checks import Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from tokenversion.conf import get_settings
+
+
+@register(Tags.security, "tokenversion")
+def check_provider_settings(app_configs=None, **kwargs):
+    """The provider's own settings: its secrets and the back-channel receiver."""
+    try:
+        conf = get_settings()
+    except (ImproperlyConfigured, TypeError, ValueError, AttributeError):
+        return []  # tokenversion.E000 (the service side's check) reports it
+    return _check_server(conf)
+
+
+def _check_server(conf):
+    found = []
+    for name, secrets in (("MAPPER_SECRETS", conf.mapper_secrets), ("EVENT_SECRETS", conf.event_secrets)):
+        if not secrets:
+            found.append(Warning(f"TOKENVERSION['{name}'] is empty: that endpoint refuses every call.",
+                                 id="tokenversion.W006"))
+        elif any(len(s) < 32 for s in secrets):
+            found.append(Warning(f"A secret in TOKENVERSION['{name}'] is shorter than 32 characters.",
+                                 id="tokenversion.W007"))
+    if not getattr(conf, "backchannel_audience", None):
+        found.append(Warning("TOKENVERSION['BACKCHANNEL_AUDIENCE'] is empty: the back-channel logout receiver "
+                             "refuses every logout token, so Keycloak logouts revoke nothing.",
+                             hint="List the Keycloak client ids users log in through (docs/backchannel-logout.md).",
+                             id="tokenversion.W009"))
+    if set(conf.mapper_secrets) & set(conf.event_secrets):
+        found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
+                             "secret then allows revoking.", id="tokenversion.W008"))
+    feed_secrets = getattr(conf, "feed_secrets", ())
+    shared = set(feed_secrets) & (set(conf.mapper_secrets) | set(conf.event_secrets))
+    if shared or any(len(s) < 32 for s in feed_secrets):
+        found.append(Warning("A secret in TOKENVERSION['FEED_SECRETS'] is shorter than 32 characters or also a "
+                             "mapper or event secret: every service holds the feed secret.",
+                             hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
+    return found
