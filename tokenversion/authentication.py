@@ -1,6 +1,7 @@
-"""``TokenVersionAuthentication``: local JWT validation, then the revocation check, for DRF.
+"""``TokenVersionAuthentication``: the DRF front door over the core verifier (``core/verifier.py``).
 
-The steps are small methods in the manner of simplejwt, each replaceable on its own:
+It only maps the verifier's outcomes onto DRF's contract; the rules live in the core. The steps are small
+methods in the manner of simplejwt, each replaceable on its own:
 ``get_header`` -> ``get_raw_token`` -> ``get_validated_claims`` -> ``check_revocation`` -> ``get_user``.
 
 Outcomes follow DRF's contract and RFC 6750:
@@ -19,66 +20,23 @@ says so.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-from django.utils.module_loading import import_string
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 
-from .conf import get_settings, on_reset
-from .core.errors import TokenInvalid, TokenRejected, Unavailable
-from .core.revocation import RevocationPolicy, check_revocation, is_identifier
+from .core.errors import TokenRejected, Unavailable
 from .core.tokens import AccessTokenValidator
-from .stores import get_store
-from .users import TokenUser
+from .core.verifier import InternalError, MalformedRequest, Verifier
+from .runtime import get_runtime
 
 logger = logging.getLogger("tokenversion")
 
-_validator: AccessTokenValidator | None = None
-_validator_lock = threading.Lock()
-
 
 def get_validator() -> AccessTokenValidator:
-    """The process's one validator (and so its one JWKS client), built on first use."""
-    global _validator
-    if _validator is None:
-        with _validator_lock:
-            if _validator is None:
-                _validator = AccessTokenValidator(get_settings().token_policy())
-    return _validator
-
-
-class _Resolved(NamedTuple):
-    """What every request needs from the settings, resolved once per settings object (not per request):
-    the revocation policy, the ``USER_LOOKUP`` callable (imported once), the roles client."""
-
-    revocation_policy: RevocationPolicy
-    user_lookup: Callable[[Mapping[str, Any]], Any] | None
-    roles_client: str | None
-
-
-_resolved: _Resolved | None = None
-
-
-def _resolve() -> _Resolved:
-    global _resolved
-    resolved = _resolved
-    if resolved is None:
-        conf = get_settings()
-        lookup = import_string(conf.user_lookup) if conf.user_lookup else None
-        resolved = _resolved = _Resolved(conf.revocation_policy(), lookup, conf.roles_client)
-    return resolved
-
-
-def _reset_validator() -> None:
-    global _validator, _resolved
-    _validator = None
-    _resolved = None
-
-
-on_reset(_reset_validator)
+    """The process's one validator (and so its one JWKS client): the runtime's."""
+    return get_runtime().validator
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -96,13 +54,17 @@ class MalformedAuthorization(exceptions.APIException):
     default_detail = "malformed Authorization header"
     default_code = "invalid_request"
 
-    def __init__(self, realm: str) -> None:
+    def __init__(self, challenge: str) -> None:
         super().__init__({"detail": self.default_detail, "code": self.default_code}, code=self.default_code)
         # DRF's exception handler copies auth_header into WWW-Authenticate.
-        self.auth_header = f'Bearer realm="{realm}", error="invalid_request"'
+        self.auth_header = challenge
 
 
 _ERROR_ATTR = "_tokenversion_error"
+
+
+def _verifier() -> Verifier:
+    return get_runtime().verifier
 
 
 class TokenVersionAuthentication(BaseAuthentication):
@@ -125,7 +87,8 @@ class TokenVersionAuthentication(BaseAuthentication):
                 {"detail": exc.description, "code": exc.code}, code=exc.code
             ) from None
         except Unavailable as exc:
-            logger.warning("refusing a token: %s", exc)
+            if not isinstance(exc, InternalError):
+                logger.warning("refusing a token: %s", exc)
             raise ServiceUnavailable({"detail": str(exc), "code": exc.code}, code=exc.code) from None
         except exceptions.APIException:
             raise
@@ -139,12 +102,7 @@ class TokenVersionAuthentication(BaseAuthentication):
         return user, claims
 
     def authenticate_header(self, request) -> str:
-        realm = get_settings().www_authenticate_realm
-        error: TokenRejected | None = getattr(request, _ERROR_ATTR, None)
-        if error is None:
-            return f'{self.keyword} realm="{realm}"'
-        description = _quote_safe(error.description)
-        return f'{self.keyword} realm="{realm}", error="invalid_token", error_description="{description}"'
+        return _verifier().challenge(getattr(request, _ERROR_ATTR, None))
 
     # The overridable steps.
 
@@ -155,34 +113,16 @@ class TokenVersionAuthentication(BaseAuthentication):
 
     def get_raw_token(self, request, header: str) -> str | None:
         """The token from ``Bearer <token>``; ``None`` for another scheme; 400 for a malformed header."""
-        scheme, _, rest = header.strip().partition(" ")
-        if scheme.lower() != self.keyword.lower():
-            return None
-        token = rest.strip()
-        if not token or " " in token:
-            raise MalformedAuthorization(_quote_safe(get_settings().www_authenticate_realm))
-        return token
+        try:
+            return Verifier.token_from_header(header)
+        except MalformedRequest as exc:
+            raise MalformedAuthorization(_verifier().challenge(exc)) from None
 
     def get_validated_claims(self, raw: str) -> dict[str, Any]:
-        return (_validator or get_validator()).validate(raw)
+        return _verifier().validate(raw)
 
     def check_revocation(self, claims: Mapping[str, Any]) -> None:
-        if not is_identifier(claims["sub"]):
-            raise TokenInvalid("malformed sub claim")
-        sid = claims.get("sid")
-        if sid is not None and not is_identifier(sid):
-            raise TokenInvalid("malformed sid claim")
-        view = get_store().view(claims["iss"], claims["sub"], sid)
-        check_revocation(claims, view, (_resolved or _resolve()).revocation_policy)
+        _verifier().check_revocation(claims)
 
     def get_user(self, claims: Mapping[str, Any]) -> Any:
-        resolved = _resolved or _resolve()  # the global read spares a call per request
-        if resolved.user_lookup is not None:
-            user = resolved.user_lookup(claims)
-            if user is not None:
-                return user
-        return TokenUser(claims, resolved.roles_client)
-
-
-def _quote_safe(text: str) -> str:
-    return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)
+        return _verifier().user_factory(claims)

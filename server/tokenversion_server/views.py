@@ -19,7 +19,7 @@ from rest_framework import authentication, exceptions, parsers, permissions, ren
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from tokenversion.authentication import get_validator
+from tokenversion.authentication import get_validator  # the runtime's JWKS client
 from tokenversion.conf import get_settings
 from tokenversion.core.errors import TokenRejected, Unavailable
 from tokenversion.core.logout_tokens import LogoutToken, LogoutTokenValidator

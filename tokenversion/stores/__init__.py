@@ -1,35 +1,19 @@
-"""The process's revocation store, built once from settings (``TOKENVERSION["STORE"]``)."""
+"""Revocation stores. The process's store is the runtime's (``tokenversion.runtime``), built once from
+``TOKENVERSION["STORE"]`` and ``STORE_OPTIONS``."""
 
 from __future__ import annotations
 
-import threading
-
-from django.utils.module_loading import import_string
-
-from ..conf import get_settings, on_reset
 from ..core.revocation import RevocationStore
-
-_store: RevocationStore | None = None
-_lock = threading.Lock()
 
 
 def get_store() -> RevocationStore:
-    global _store
-    if _store is None:
-        with _lock:
-            if _store is None:
-                conf = get_settings()
-                store_class = import_string(conf.store)
-                _store = store_class(**conf.store_options)
-    return _store
+    from ..runtime import get_runtime
+
+    return get_runtime().store
 
 
 def reset_store() -> None:
-    global _store
-    old, _store = _store, None
-    close = getattr(old, "close", None)
-    if close is not None:
-        close()
+    """Close the store and build a new one on next use (with the rest of the runtime)."""
+    from ..runtime import reset_runtime
 
-
-on_reset(reset_store)
+    reset_runtime()

@@ -1,0 +1,112 @@
+"""The process's one runtime: the settings, and the validator, store and verifier built from them.
+
+One object replaces what used to be three module-level singletons (the validator in the DRF module, the store
+in ``stores``, the resolved policy), each with its own reset hook. Built lazily on first use, dropped (and its
+store closed) when Django's settings change, so ``override_settings`` works. Every front door and the
+provider's back-channel receiver share it, so a process holds one JWKS client and one store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from .conf import TokenVersionSettings, get_settings, on_reset
+from .core.revocation import RevocationStore
+from .core.tokens import AccessTokenValidator
+from .core.verifier import Verifier
+from .users import TokenUser
+
+
+class Runtime:
+    """What one process needs to decide on tokens, each part built once, on first use."""
+
+    def __init__(self, settings: TokenVersionSettings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._validator: AccessTokenValidator | None = None
+        self._store: RevocationStore | None = None
+        self._verifier: Verifier | None = None
+
+    @property
+    def validator(self) -> AccessTokenValidator:
+        if self._validator is None:
+            with self._lock:
+                if self._validator is None:
+                    self._validator = AccessTokenValidator(self.settings.token_policy())
+        return self._validator
+
+    @property
+    def store(self) -> RevocationStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = import_string(self.settings.store)(**self.settings.store_options)
+        return self._store
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            with self._lock:
+                if self._verifier is None:
+                    conf = self.settings
+                    self._verifier = Verifier(self.validator, self.store, conf.revocation_policy(),
+                                              self.user_factory(), realm=conf.www_authenticate_realm)
+        return self._verifier
+
+    def user_factory(self) -> Callable[[Mapping[str, Any]], Any]:
+        """``USER_LOOKUP`` (imported once) first, then a ``TokenUser``."""
+        conf = self.settings
+        lookup = import_string(conf.user_lookup) if conf.user_lookup else None
+        roles_client = conf.roles_client
+
+        def user_for(claims: Mapping[str, Any]) -> Any:
+            if lookup is not None:
+                user = lookup(claims)
+                if user is not None:
+                    return user
+            return TokenUser(claims, roles_client)
+
+        return user_for
+
+    def close(self) -> None:
+        store = self._store
+        if store is not None:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    runtime = _runtime
+    if runtime is None:
+        with _lock:
+            runtime = _runtime
+            if runtime is None:
+                runtime = _set(Runtime(get_settings()))
+    return runtime
+
+
+def _set(runtime: Runtime | None) -> Runtime | None:
+    global _runtime
+    _runtime = runtime
+    return runtime
+
+
+def reset_runtime() -> None:
+    """Drop the runtime (closing its store); the next use builds a new one from the current settings."""
+    with _lock:
+        old = _runtime
+        _set(None)
+    if old is not None:
+        old.close()
+
+
+on_reset(reset_runtime)
