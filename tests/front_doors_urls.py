@@ -5,7 +5,10 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ninja import NinjaAPI
+
 from tokenversion.middleware import bearer_required
+from tokenversion.ninja import TokenVersionBearer, add_exception_handlers
 
 
 class DrfWhoAmI(APIView):  # the project's default classes: TokenVersionAuthentication first, IsAuthenticated
@@ -18,4 +21,13 @@ def plain_whoami(request):
     return JsonResponse({"sub": request.auth["sub"]})
 
 
-urlpatterns = [path("drf/whoami", DrfWhoAmI.as_view()), path("plain/whoami", plain_whoami)]
+api = add_exception_handlers(NinjaAPI(auth=TokenVersionBearer(), urls_namespace="front-doors"))
+
+
+@api.get("/whoami")
+def ninja_whoami(request):
+    return {"sub": request.auth["sub"]}
+
+
+urlpatterns = [path("drf/whoami", DrfWhoAmI.as_view()), path("plain/whoami", plain_whoami),
+               path("ninja/", api.urls)]

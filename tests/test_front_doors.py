@@ -1,7 +1,7 @@
 """One table of tokens through every front door: each must give the same status, error code and challenge.
 
-The doors: the DRF class, the plain-Django ``bearer_required`` decorator, and ``TokenVersionMiddleware``
-(site-wide, with the decorator on the view). All are thin adapters over ``core.verifier.Verifier``; this table
+The doors: the DRF class, the plain-Django ``bearer_required`` decorator, ``TokenVersionMiddleware``
+(site-wide, with the decorator on the view), and Django Ninja's ``TokenVersionBearer``. All are thin adapters over ``core.verifier.Verifier``; this table
 is what keeps them one product. Real RSA keys served over loopback HTTP; real revocations in the database.
 """
 
@@ -19,7 +19,8 @@ from tokenversion_server import services
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.front_doors_urls")]
 
 MIDDLEWARE = "tokenversion.middleware.TokenVersionMiddleware"
-DOORS = {"drf": "/drf/whoami", "decorator": "/plain/whoami", "middleware": "/plain/whoami"}
+DOORS = {"drf": "/drf/whoami", "decorator": "/plain/whoami", "middleware": "/plain/whoami",
+         "ninja": "/ninja/whoami"}
 SID = "c1d2e3f4-0000-4000-8000-000000000001"
 
 
