@@ -2,10 +2,9 @@
 
 from django.http import JsonResponse
 from django.urls import path
+from ninja import NinjaAPI
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from ninja import NinjaAPI
 
 from tokenversion.middleware import bearer_required
 from tokenversion.ninja import TokenVersionBearer, add_exception_handlers
