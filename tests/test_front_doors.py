@@ -2,7 +2,8 @@
 
 The doors: the DRF class, the plain-Django ``bearer_required`` decorator, ``TokenVersionMiddleware``
 (site-wide, with the decorator on the view), and Django Ninja's ``TokenVersionBearer``. All are thin
-adapters over ``core.verifier.Verifier``; this table is what keeps them one product. Real RSA keys served over loopback HTTP; real revocations in the database.
+adapters over ``core.verifier.Verifier``; this table is what keeps them one product. Real RSA keys served
+over loopback HTTP; real revocations in the database.
 """
 
 from __future__ import annotations
