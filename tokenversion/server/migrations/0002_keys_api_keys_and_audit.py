@@ -31,7 +31,7 @@ def create_audit_trigger(apps, schema_editor):
             RAISE EXCEPTION 'the revocation audit trail is append-only: % refused on %', TG_OP, TG_TABLE_NAME
                 USING ERRCODE = 'restrict_violation';
         END
-        $$""")
+        $$""", params=None)  # no parameters: the % of RAISE must reach PostgreSQL as they are
     schema_editor.execute(f"DROP TRIGGER IF EXISTS {AUDIT_TRIGGER} ON {table}")
     schema_editor.execute(f"CREATE TRIGGER {AUDIT_TRIGGER} BEFORE UPDATE OR DELETE ON {table} "
                           f"FOR EACH ROW EXECUTE FUNCTION {AUDIT_TRIGGER}()")
