@@ -293,3 +293,14 @@ def test_revoke_api_key_command(boss):
     assert revoke_realm_with(key).status_code == 401
     with pytest.raises(CommandError, match="no active API key"):
         call_command("revoke_api_key", api_key.prefix, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(("header", "detail"), [
+    ("Token", "Invalid token header. No credentials provided."),
+    ("Token a b", "Invalid token header. Token string should not contain spaces."),
+])
+def test_malformed_token_headers_keep_drf_messages(boss, header, detail):
+    response = APIClient().post("/tokenversion/revocations", {"scope": "realm"}, format="json",
+                                HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response.json() == {"detail": detail, "code": "authentication_failed"}

@@ -291,8 +291,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = authentication.get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Invalid token header.")
+        if len(parts) == 1:  # DRF's messages, which callers of the earlier DRF tokens may match on
+            raise exceptions.AuthenticationFailed("Invalid token header. No credentials provided.")
+        if len(parts) > 2:
+            raise exceptions.AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
         try:
             key = parts[1].decode("ascii")
         except UnicodeDecodeError:
