@@ -132,6 +132,7 @@ def test_a_superuser_may_create_a_key_for_another_user_and_the_audit_names_that_
     api_key = ApiKey.objects.get()
     assert (api_key.holder, api_key.created_by) == (siem, "admin: boss")
 
+    assert "lacks the permission" not in response.content.decode()
     assert revoke_realm_with(key).status_code == 201
     event = RevocationEvent.objects.get()
     assert event.admin_user == siem  # not boss, who created the key
@@ -304,3 +305,11 @@ def test_malformed_token_headers_keep_drf_messages(boss, header, detail):
                                 HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
     assert response.json() == {"detail": detail, "code": "authentication_failed"}
+
+
+def test_the_admin_warns_when_the_holder_cannot_revoke(client, boss):
+    intern = user("intern")
+    response = create_in_admin(logged_in(client, boss), intern, "no permission")
+    body = response.content.decode()
+    assert "The holder, intern, lacks the permission tokenversion_server.revoke_tokens" in body
+    assert revoke_realm_with(shown_key(response)).status_code == 403

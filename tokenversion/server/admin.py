@@ -222,6 +222,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if key is None:
             return super().response_add(request, obj, post_url_continue)
         del request._tokenversion_new_api_key
+        if not obj.holder.has_perm(REVOKE_PERMISSION):
+            self.message_user(request, f"The holder, {obj.holder.get_username()}, lacks the permission "
+                              f"{REVOKE_PERMISSION}: the key is refused (403) until they have it.",
+                              messages.WARNING)
         context = {
             **self.admin_site.each_context(request),
             "title": "API key created",
