@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -74,7 +79,6 @@ def test_drf_authtoken_and_its_admin_are_gone(client):
     staff = user("viewer", everything_else=True, is_staff=True)
     response = logged_in(client, staff).get("/admin/authtoken/token/")
     assert response.status_code == 404
-    from django.apps import apps
     assert not apps.is_installed("rest_framework.authtoken")
 
 
@@ -313,3 +317,30 @@ def test_the_admin_warns_when_the_holder_cannot_revoke(client, boss):
     body = response.content.decode()
     assert "The holder, intern, lacks the permission tokenversion_server.revoke_tokens" in body
     assert revoke_realm_with(shown_key(response)).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_documented_command_line_verbatim():
+    """docs/revocation.md, run as a user would: ``manage.py create_api_key`` in its own process, the key alone on
+    standard output, then the key revokes through the REST API, then ``revoke_api_key`` stops it."""
+    siem = user("siem", revoke=True)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "TOKENVERSION_TEST_PG_NAME": connection.settings_dict["NAME"]}
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    created = manage("create_api_key", "siem", "--name", "SIEM rule engine")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert KEY.fullmatch(key) and created.stdout == key + "\n"
+    api_key = ApiKey.objects.get(holder=siem)
+    assert created.stderr == (f"API key {api_key.prefix} 'SIEM rule engine' created for siem. "
+                              "It is shown now and never again:\n")
+    assert revoke_realm_with(key).status_code == 201
+
+    revoked = manage("revoke_api_key", api_key.prefix)
+    assert revoked.stdout == f"Revoked API key {api_key.prefix} 'SIEM rule engine' of siem.\n", revoked.stderr
+    assert revoke_realm_with(key).status_code == 401
