@@ -200,10 +200,10 @@ def service_health(services: list[str]) -> list[Any]:
 
 def admin_token(env: dict[str, str]) -> str:
     code = ("from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from tokenversion_server.models import ApiKey\n"
             "u, _ = get_user_model().objects.get_or_create(username='propagation-bench')\n"
             "u.is_superuser = u.is_staff = True\nu.save()\n"
-            "print(Token.objects.get_or_create(user=u)[0].key)\n")
+            "print(ApiKey.issue(u, 'propagation bench', created_by='bench')[1])\n")
     out = subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
+from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -447,8 +448,10 @@ def test_deleting_a_staff_user_keeps_their_audit_rows(support, people, issuer_ur
     client, staff = support
     client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[0].pk],
                                      "index": 0})
-    staff.delete()
+    # Issue 9 item 4: the user cannot be deleted (PROTECT; deactivate instead), so link and name both stay.
+    with pytest.raises(ProtectedError):
+        staff.delete()
     event = RevocationEvent.objects.get()
-    assert event.admin_user is None
+    assert event.admin_user == staff
     assert event.actor == "support"  # the name stays in the trail
     assert (event.old_version, event.new_version) == (7, 8)

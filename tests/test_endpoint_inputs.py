@@ -23,13 +23,12 @@ from urllib.parse import urlencode
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 
 from accounts.models import KeycloakUser
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET
 from tests.jwks import DROP, SigningKey
 from tokenversion_server.http import MAX_BODY_BYTES
-from tokenversion_server.models import RevocationEvent
+from tokenversion_server.models import ApiKey, RevocationEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -352,7 +351,7 @@ def _api_token(username: str, *, allowed: bool) -> str:
     user = User.objects.create_user(username)
     if allowed:
         user.user_permissions.add(Permission.objects.get(codename="revoke_tokens"))
-    return f"Token {Token.objects.create(user=user).key}"
+    return f"Token {ApiKey.issue(user, 'tests', created_by='tests')[1]}"
 
 
 @pytest.fixture

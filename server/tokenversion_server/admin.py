@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -13,7 +14,9 @@ from django.urls import path, reverse
 from tokenversion.conf import get_settings
 
 from . import services
-from .models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from .models import ApiKey, RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+
+REVOKE_PERMISSION = "tokenversion_server.revoke_tokens"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -135,3 +138,109 @@ class RealmRevocationAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/tokenversion_server/revoke_all.html", context)
+
+
+def may_hold_key(creator, holder) -> bool:
+    """Who a key may be created for: a superuser, for any active user; anyone else, only for themselves.
+
+    A key acts as its holder, so a key for someone else borrows that someone's permissions and name in the
+    audit trail: that is the attack of issue 9 (an "add token" permission creating a key for the superuser).
+    """
+    if not holder.is_active:
+        return False
+    return creator.is_superuser or holder.pk == creator.pk
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """API keys for the REST API. Only users who may revoke see this page at all, and a non-superuser sees and
+    creates only keys they hold. No key is ever shown but once, on the page after "Save"."""
+
+    list_display = ("prefix", "name", "holder", "created_at", "created_by", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "holder__username")
+    fields = ("name", "holder")
+    readonly_fields = ("prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
+    actions = ["revoke_keys"]
+
+    # --- permissions: revoke_tokens, and (below superuser) one's own keys only ---
+
+    @staticmethod
+    def _may_manage(request) -> bool:
+        return request.user.is_active and request.user.has_perm(REVOKE_PERMISSION)
+
+    def has_module_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if not self._may_manage(request):
+            return False
+        return obj is None or request.user.is_superuser or obj.holder_id == request.user.pk
+
+    def has_add_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a key's holder and name are what it was created with; revoke it and make another
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, not deleted: the list keeps who held which key
+
+    def has_revoke_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("holder")
+        return queryset if request.user.is_superuser else queryset.filter(holder=request.user)
+
+    def get_fields(self, request, obj=None):
+        return ("name", "holder") if obj is None else ("name", "holder", *self.readonly_fields)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "holder":
+            users = get_user_model()._default_manager.filter(is_active=True)
+            kwargs["queryset"] = users if request.user.is_superuser else users.filter(pk=request.user.pk)
+            kwargs["initial"] = request.user.pk
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "holder":
+            # No "add user" or "change user" links next to the choice: this page creates keys, not users.
+            field.widget.can_add_related = field.widget.can_change_related = False
+            field.widget.can_delete_related = field.widget.can_view_related = False
+        return field
+
+    # --- creating: the key is generated here and shown once ---
+
+    def save_model(self, request, obj, form, change) -> None:
+        # The form's choices already hold only allowed holders; this is the rule itself, checked again here.
+        if change or not self._may_manage(request) or not may_hold_key(request.user, obj.holder):
+            raise PermissionDenied
+        obj.created_by = f"admin: {request.user.get_username()}"[:255]
+        request._tokenversion_new_api_key = obj.set_new_key()
+        obj.save(force_insert=True)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        key = getattr(request, "_tokenversion_new_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        del request._tokenversion_new_api_key
+        if not obj.holder.has_perm(REVOKE_PERMISSION):
+            self.message_user(request, f"The holder, {obj.holder.get_username()}, lacks the permission "
+                              f"{REVOKE_PERMISSION}: the key is refused (403) until they have it.",
+                              messages.WARNING)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "api_key": obj,
+            "key": key,
+            "opts": self.model._meta,
+            "revocations_url": request.build_absolute_uri(reverse("tokenversion:revocations")),
+        }
+        response = TemplateResponse(request, "admin/tokenversion_server/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the one page that shows the key: no copy in any cache
+        return response
+
+    @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
+    def revoke_keys(self, request, queryset) -> None:
+        by = f"admin: {request.user.get_username()}"
+        done = sum(key.revoke(by) for key in queryset)
+        self.message_user(request, f"{done} API key(s) revoked; they no longer authenticate.", messages.SUCCESS)

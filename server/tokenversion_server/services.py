@@ -55,6 +55,11 @@ class Actor:
         return cls(RevocationEvent.ActorType.API, user.get_username(), user)
 
     @classmethod
+    def api_key(cls, key) -> Actor:
+        """The key's own holder, and which of the holder's keys: whoever created the key is not the actor."""
+        return cls(RevocationEvent.ActorType.API, f"{key.holder.get_username()} ({key.describe()})", key.holder)
+
+    @classmethod
     def cli(cls, name: str) -> Actor:
         return cls(RevocationEvent.ActorType.CLI, name)
 

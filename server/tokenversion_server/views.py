@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -37,7 +38,7 @@ from .http import (
     read_json_object,
     require_secret,
 )
-from .models import RevocationEvent, SeenIdentifier
+from .models import ApiKey, RevocationEvent, SeenIdentifier
 
 Reason = RevocationEvent.Reason
 logger = logging.getLogger("tokenversion.server")
@@ -277,17 +278,45 @@ class RevocationJSONParser(parsers.JSONParser):
             raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key)") from None
 
 
-class ApiTokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication, but a key that cannot be a token key (40 letters and digits) is refused
-    before the database is asked: PostgreSQL fails on a NUL, which would turn a bad credential into a 503."""
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Token <key>`` with an ``ApiKey``: the request acts as the key's holder.
 
-    def authenticate_credentials(self, key: str):
-        if not _TOKEN_KEY.fullmatch(key):
+    A string that cannot be a key (see ``models.key_lookup_prefix``) is refused before the database is asked:
+    PostgreSQL fails on a NUL, which would turn a bad credential into a 503. The key's hash is compared in
+    constant time. ``request.auth`` is the ``ApiKey``, so the audit trail can say which key was used.
+    """
+
+    keyword = "Token"
+
+    def authenticate(self, request):
+        parts = authentication.get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(parts) == 1:  # DRF's messages, which callers of the earlier DRF tokens may match on
+            raise exceptions.AuthenticationFailed("Invalid token header. No credentials provided.")
+        if len(parts) > 2:
+            raise exceptions.AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
+        try:
+            key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        api_key = ApiKey.objects.authenticate(key)
+        if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        return super().authenticate_credentials(key)
+        if not api_key.holder.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        now = timezone.now()
+        # One write a minute at most per key, not one per request.
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - _LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+        return api_key.holder, api_key
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
 
 
-_TOKEN_KEY = re.compile(r"[0-9A-Za-z]{1,40}")
+_LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class AsciiJSONRenderer(renderers.JSONRenderer):
@@ -304,11 +333,11 @@ _REST_ERROR_CODES = {exceptions.ValidationError: "invalid_request", exceptions.P
 class RevocationView(APIView):
     """``POST /tokenversion/revocations``: revoke a user, a session or the realm (SIEM, support tools).
 
-    Callers authenticate with a DRF token (``Authorization: Token ...``) or an admin session, and need the
+    Callers authenticate with an API key (``Authorization: Token ...``, ``ApiKey``) or an admin session, and need the
     ``tokenversion_server.revoke_tokens`` permission. JSON bodies only, at most ``MAX_BODY_BYTES``.
     """
 
-    authentication_classes = [ApiTokenAuthentication, authentication.SessionAuthentication]
+    authentication_classes = [ApiKeyAuthentication, authentication.SessionAuthentication]
     permission_classes = [CanRevoke]
     parser_classes = [RevocationJSONParser]
     renderer_classes = [AsciiJSONRenderer]
@@ -324,7 +353,10 @@ class RevocationView(APIView):
         serializer = RevocationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        actor = services.Actor.api(request.user)
+        if isinstance(request.auth, ApiKey):
+            actor = services.Actor.api_key(request.auth)
+        else:
+            actor = services.Actor.api(request.user)
         try:
             if data["scope"] == "user":
                 subject = services.find_subject(data["user"])
