@@ -65,6 +65,15 @@ def messages_of(response) -> list[tuple[str, str]]:
     return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
 
 
+def revoke_action(client, action: str, pks: list, note: str = ""):
+    """Run a user action as support staff do: the action shows the confirmation page, Confirm revokes."""
+    page = client.post(reverse(USERS_URL), {"action": action, "_selected_action": pks, "index": 0})
+    assert page.status_code == 200, page.status_code
+    assert page.templates[0].name == "admin/tokenversion_server/confirm_revocation.html"
+    return client.post(reverse(USERS_URL), {"action": action, "_selected_action": pks, "note": note,
+                                            "tv_confirm": "Confirm"})
+
+
 def version_of(issuer: str, subject: str) -> int | None:
     return SubjectVersion.objects.filter(issuer=issuer, subject=subject).values_list(
         "token_version", flat=True).first()
@@ -91,8 +100,7 @@ def test_changelist_shows_initial_version_for_users_without_a_row(support, peopl
     client, _ = support
     html = client.get(reverse(USERS_URL), {"q": "bob"}).content.decode()
     assert '<td class="field-token_version">5</td>' in html  # what bob's tokens carry, not 0
-    client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[1].pk],
-                                     "index": 0})
+    revoke_action(client, "revoke_for_logout", [people[1].pk])
     assert version_of(issuer_url, BOB) == 6
     assert RevocationEvent.objects.values_list("old_version", "new_version").get() == (5, 6)
 
@@ -121,12 +129,10 @@ def test_changelist_search_by_username_email_subject(support, people, query, exp
 def test_revoke_action_bumps_each_selected_user_once_and_audits(support, people, issuer_url, action, reason):
     client, staff = support
     alice, bob, _carol = people
-    response = client.post(reverse(USERS_URL), {
-        "action": action, "_selected_action": [alice.pk, bob.pk], "index": 0,
-    })
+    response = revoke_action(client, action, [alice.pk, bob.pk])
     assert response.status_code == 302
     messages = messages_of(response)
-    assert ("success", f"Revoked every token of 2 user(s) ({reason}); Keycloak sessions ended: 0.") in messages
+    assert ("success", f"Revoked every token of 2 users ({reason}); Keycloak sessions ended: 0.") in messages
     # The test settings give no Keycloak admin credentials: the admin is told the sessions were not ended.
     warning = dict(messages)["warning"]
     assert warning.startswith("Keycloak sessions not ended (no Keycloak admin credentials")
@@ -146,7 +152,9 @@ def test_revoke_action_bumps_each_selected_user_once_and_audits(support, people,
         assert event.admin_user == staff
         assert event.reason == reason
         assert (event.old_version, event.new_version) == (old, new)
-        assert event.note == f"Django admin: {reason}"
+        # Issue 11: the note says the Keycloak sessions were not ended, and why.
+        assert event.note == (f"Django admin: {reason}; Keycloak sessions not ended: no Keycloak admin "
+                              "credentials: set TOKENVERSION_KEYCLOAK USERNAME/PASSWORD or CLIENT_SECRET")
 
     # The changelist now shows the new versions.
     html = client.get(reverse(USERS_URL)).content.decode()
@@ -167,8 +175,7 @@ def test_revoke_action_announces_each_revocation_after_commit(support, people, i
     revocation_committed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            client.post(reverse(USERS_URL), {"action": "revoke_for_compromise",
-                                             "_selected_action": [alice.pk, bob.pk], "index": 0})
+            revoke_action(client, "revoke_for_compromise", [alice.pk, bob.pk])
             assert received == []  # not before commit
         for callback in callbacks:
             callback()
@@ -183,8 +190,7 @@ def test_revoke_action_twice_bumps_twice(support, people, issuer_url):
     client, _ = support
     alice = people[0]
     for _ in range(2):
-        client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [alice.pk],
-                                         "index": 0})
+        revoke_action(client, "revoke_for_logout", [alice.pk])
     assert version_of(issuer_url, ALICE) == 9
     assert list(RevocationEvent.objects.order_by("id").values_list("old_version", "new_version")) == [
         (7, 8), (8, 9)]
@@ -209,13 +215,11 @@ def test_revoke_action_skips_users_of_another_issuer(support, people, issuer_url
     alice = people[0]
     stale = KeycloakUser.objects.create(issuer="https://old-sso.example.com/realms/main", subject="old-1",
                                         username="olduser")
-    response = client.post(reverse(USERS_URL), {
-        "action": "revoke_for_logout", "_selected_action": [alice.pk, stale.pk], "index": 0,
-    })
+    response = revoke_action(client, "revoke_for_logout", [alice.pk, stale.pk])
     assert response.status_code == 302
     levels = dict(messages_of(response))
     assert "olduser" in levels["error"]
-    assert levels["success"] == "Revoked every token of 1 user(s) (logout); Keycloak sessions ended: 0."
+    assert levels["success"] == "Revoked every token of 1 user (logout); Keycloak sessions ended: 0."
     assert version_of(issuer_url, ALICE) == 8
     assert not SubjectVersion.objects.filter(subject="old-1").exists()
     assert list(RevocationEvent.objects.values_list("subject", flat=True)) == [ALICE]
@@ -229,8 +233,12 @@ def test_revoke_session_through_add_form(support, issuer_url):
     add_url = reverse("admin:tokenversion_server_revokedsession_add")
     assert client.get(add_url).status_code == 200
     before = timezone.now()
-    response = client.post(add_url, {"session_id": "sid-0001", "subject": ALICE, "reason": "compromise",
-                                     "note": "phone stolen"})
+    fields = {"session_id": "sid-0001", "subject": ALICE, "reason": "compromise", "note": "phone stolen"}
+    page = client.post(add_url, fields)
+    assert page.status_code == 200  # the confirmation page; nothing revoked yet
+    assert page.templates[0].name == "admin/tokenversion_server/confirm_revocation.html"
+    assert RevokedSession.objects.count() == 0 and RevocationEvent.objects.count() == 0
+    response = client.post(add_url, {**fields, "tv_confirm": "Confirm"})
     assert response.status_code == 302
 
     row = RevokedSession.objects.get()
@@ -252,7 +260,8 @@ def test_revoke_same_session_twice_is_one_revocation(support):
     client, _ = support
     add_url = reverse("admin:tokenversion_server_revokedsession_add")
     for _ in range(2):
-        response = client.post(add_url, {"session_id": "sid-0002", "subject": "", "reason": "logout"})
+        response = client.post(add_url, {"session_id": "sid-0002", "subject": "", "reason": "logout",
+                                         "tv_confirm": "Confirm"})
         assert response.status_code == 302
     assert RevokedSession.objects.count() == 1
     events = list(RevocationEvent.objects.all())
@@ -445,8 +454,7 @@ def test_audit_instance_save_and_delete_raise(event):
 
 def test_deleting_a_staff_user_keeps_their_audit_rows(support, people, issuer_url):
     client, staff = support
-    client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[0].pk],
-                                     "index": 0})
+    revoke_action(client, "revoke_for_logout", [people[0].pk])
     staff.delete()
     event = RevocationEvent.objects.get()
     assert event.admin_user is None
