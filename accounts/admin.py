@@ -164,7 +164,7 @@ def revoke_for_compromise(modeladmin, request, queryset):
 
 @admin.register(KeycloakUser)
 class KeycloakUserAdmin(admin.ModelAdmin):
-    list_display = ("username", "email", "subject_short", "token_version", "last_logout_time", "last_seen")
+    list_display = ("username", "email", "subject_short", "token_version", "last_logout_time", "seen")
     list_display_links = ("username",)
     search_fields = ("username", "email", "subject")
     list_filter = ("issuer",)
@@ -196,4 +196,8 @@ class KeycloakUserAdmin(admin.ModelAdmin):
 
     @admin.display(description="last logout", ordering="_last_logout_time")
     def last_logout_time(self, obj):
-        return obj._last_logout_time
+        return admin_pages.compact_time(obj._last_logout_time)
+
+    @admin.display(description="last seen", ordering="last_seen")
+    def seen(self, obj):
+        return admin_pages.compact_time(obj.last_seen)

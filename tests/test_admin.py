@@ -561,11 +561,11 @@ def test_audit_trail_shows_usernames_linked_beside_subjects(superuser_client, pe
     RevocationEvent.objects.create(created_at=timezone.now(), scope="user", issuer=issuer_url,
                                    subject="unknown-subject-1", actor_type="cli", reason="logout")
     html = client.get(reverse("admin:tokenversion_server_revocationevent_changelist")).content.decode()
-    assert f'<a href="{alice_url}" class="tv-user">alice</a>' in html
+    assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in html
     assert f'title="{ALICE}">{ALICE}</span>' in html  # the whole subject, cut short by CSS only
     assert 'title="unknown-subject-1">unknown-subject-1</span>' in html  # no user known: the subject alone
     detail = client.get(reverse("admin:tokenversion_server_revocationevent_change", args=[event.pk]))
-    assert f'<a href="{alice_url}" class="tv-user">alice</a>' in detail.content.decode()
+    assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in detail.content.decode()
 
 
 def test_audit_trail_found_by_username(support, people, event):
@@ -584,7 +584,7 @@ def test_token_versions_and_revoked_sessions_show_usernames(superuser_client, pe
                                   expires_at=timezone.now() + dt.timedelta(hours=1))
     for name in ("subjectversion", "revokedsession"):
         html = client.get(reverse(f"admin:tokenversion_server_{name}_changelist")).content.decode()
-        assert f'<a href="{alice_url}" class="tv-user">alice</a>' in html, name
+        assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in html, name
 
 
 def test_session_revocation_confirmation_names_the_user(support, people, issuer_url):

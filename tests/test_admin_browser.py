@@ -24,6 +24,7 @@ from django.urls import reverse
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
+from tokenversion.server import services
 from tokenversion.server.models import RevocationEvent, SubjectVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,6 +34,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 WIDTH, HEIGHT = 1280, 860
 ALICE = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c0a1"
 BOB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c0b2"
+CAROL = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c0c3"
 PASSWORD = "support-pw-for-the-browser-test"
 
 
@@ -72,7 +74,14 @@ def people():
     alice = KeycloakUser.objects.create(issuer=issuer, subject=ALICE, username="alice",
                                         email="alice.wonderland@example.com")
     bob = KeycloakUser.objects.create(issuer=issuer, subject=BOB, username="bob", email="bob@example.com")
+    KeycloakUser.objects.create(issuer=issuer, subject=CAROL, username="carol.with.a.rather.long.username",
+                                email="carol.with.a.rather.long.address@subsidiary.example.com")
     SubjectVersion.objects.create(issuer=issuer, subject=ALICE, token_version=3)
+    # Some history, as Keycloak writes it: a back-channel logout of one session, a password change.
+    services.revoke_session("0d9f6c52-1b7e-4c1a-9a57-3f0e2b7c8d41", subject=CAROL, reason="logout",
+                            actor=services.Actor.keycloak("backchannel-logout 6a1f0c7e-2d94-4b8e-a1c3-5e7d9f0b2a64"))
+    services.revoke_user(BOB, reason="password_change", actor=services.Actor.keycloak(
+        "UPDATE_PASSWORD 3c8e1f2a-7b6d-4e5f-9a0b-1c2d3e4f5a6b"), note="Keycloak event")
     return alice, bob
 
 
@@ -161,13 +170,15 @@ def test_support_revokes_a_user_through_the_confirmation_page_and_reads_the_audi
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "button[name=index]"))
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "Cancel"))
     assert browser.current_url.endswith(reverse("admin:accounts_keycloakuser_changelist"))
-    assert not SubjectVersion.objects.filter(subject=BOB).exists()
-    assert RevocationEvent.objects.count() == 1
+    assert SubjectVersion.objects.get(subject=BOB).token_version == 1  # its password change only
+    assert RevocationEvent.objects.count() == 3
 
     # The audit trail names alice (linked to her page) beside her subject, with the note; it fits 1280 px.
     browser.get(base + reverse("admin:tokenversion_server_revocationevent_changelist"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-    assert len(rows) == 1
+    assert len(rows) == 3
+    assert [r.find_element(By.CSS_SELECTOR, "td.field-user .tv-user").text for r in rows] == [
+        "alice", "bob", "carol.with.a.rather.long.username"]  # newest first
     link = rows[0].find_element(By.CSS_SELECTOR, "td.field-user a")
     assert link.text == "alice"
     assert link.get_attribute("href") == base + reverse("admin:accounts_keycloakuser_change", args=[alice.pk])
@@ -175,9 +186,9 @@ def test_support_revokes_a_user_through_the_confirmation_page_and_reads_the_audi
     assert note == ("Django admin: compromise; Keycloak sessions not ended: no Keycloak admin credentials: set "
                     "TOKENVERSION_KEYCLOAK USERNAME/PASSWORD or CLIENT_SECRET; phished, ticket 4711")
     assert rows[0].find_element(By.CSS_SELECTOR, "td.field-versions").text == "3 → 4"
+    browser.save_screenshot(str(shots / "admin-audit-trail.png"))
     scroll, client = no_sideways_scroll(browser)
     assert scroll <= client == WIDTH, f"audit trail scrolls sideways: {scroll} > {client}"
-    browser.save_screenshot(str(shots / "admin-audit-trail.png"))
 
     # Its detail page: the user beside the subject, and the whole note.
     click_and_load(browser, rows[0].find_element(By.CSS_SELECTOR, "th a"))
