@@ -44,7 +44,7 @@ class KeycloakUserDirectory:
 admin_pages.register_user_directory(KeycloakUserDirectory())
 
 
-def _next_steps(reason: str, n: int) -> list[str]:
+def _next_steps(reason: str, n: int, sessions_unavailable: str) -> list[str]:
     them = ngettext("the user", "these users", n)
     steps = [
         f"The token version of {them} goes up by one: every access token issued until now is refused by every "
@@ -52,12 +52,17 @@ def _next_steps(reason: str, n: int) -> list[str]:
         f"milliseconds).",
         ngettext("The user must log in again.", "The users must log in again.", n),
     ]
-    if reason == services.Reason.COMPROMISE:
+    if sessions_unavailable:
+        steps.append(f"Their Keycloak sessions are NOT ended, so refresh tokens of {them} still work: clients can "
+                     "refresh into new, valid tokens until the sessions are signed out in Keycloak (Users → "
+                     "Sessions → Sign out). Do that now.")
+    elif reason == services.Reason.COMPROMISE:
         steps.append(f"Their Keycloak sessions are ended, so refresh tokens of {them} are dead: nobody holding "
-                     "one can get a new access token. Change the password or credentials in Keycloak if they "
-                     "may be known.")
+                     "one can get a new access token.")
     else:
         steps.append("Their Keycloak sessions are ended, so clients cannot refresh into new tokens.")
+    if reason == services.Reason.COMPROMISE:
+        steps.append("Change the password or credentials in Keycloak if they may be known.")
     steps.append("Each revocation is written to the audit trail, with your name and note.")
     return steps
 
@@ -131,7 +136,8 @@ def _confirmation_page(modeladmin, request, users, reason: str, label: str, form
               *((admin.helpers.ACTION_CHECKBOX_NAME, str(u.pk)) for u in users)]
     return admin_pages.confirmation(
         request, modeladmin, title=title, users=rows, sessions=preview, form=form, hidden=hidden,
-        next_steps=_next_steps(reason, n), cancel_url=reverse("admin:accounts_keycloakuser_changelist"),
+        next_steps=_next_steps(reason, n, preview.unavailable),
+        cancel_url=reverse("admin:accounts_keycloakuser_changelist"),
         confirm_label=ngettext("Confirm: revoke %d user", "Confirm: revoke %d users", n) % n,
     )
 

@@ -480,7 +480,9 @@ def test_user_action_shows_a_confirmation_page_naming_the_users_and_changes_noth
     assert ("Keycloak sessions will not be ended: no Keycloak admin credentials: set TOKENVERSION_KEYCLOAK "
             "USERNAME/PASSWORD or CLIENT_SECRET") in html
     assert "The users must log in again." in html
-    assert "refresh tokens of these users are dead" in html  # compromise: what ending the sessions means
+    # Not ended, so the page does not pretend refresh tokens die; it says what to do.
+    assert "Their Keycloak sessions are NOT ended, so refresh tokens of these users still work" in html
+    assert "Change the password or credentials in Keycloak" in html
     assert 'name="note"' in html and 'name="tv_confirm"' in html
     assert f'href="{reverse(USERS_URL)}" class="button cancel-link">Cancel</a>' in html
     # Nothing happens until Confirm.

@@ -154,7 +154,7 @@ def test_support_revokes_a_user_through_the_confirmation_page_and_reads_the_audi
     assert ("Keycloak sessions will not be ended: no Keycloak admin credentials: set TOKENVERSION_KEYCLOAK "
             "USERNAME/PASSWORD or CLIENT_SECRET") in page
     assert "The user must log in again." in page
-    assert "refresh tokens of the user are dead" in page
+    assert "Their Keycloak sessions are NOT ended, so refresh tokens of the user still work" in page
     assert SubjectVersion.objects.get(subject=ALICE).token_version == 3
     browser.find_element(By.NAME, "note").send_keys("phished, ticket 4711")
     browser.save_screenshot(str(shots / "admin-confirm-revocation.png"))

@@ -60,6 +60,8 @@ def test_admin_action_kills_every_token_and_every_refresh_token(stack, person, a
     assert person.username in page and person.subject in page
     assert "2 Keycloak sessions will be ended" in page
     assert all(sid in page for sid in sessions), page
+    assert ("so refresh tokens of the user are dead" if reason == "compromise"
+            else "so clients cannot refresh into new tokens") in page
     assert f"Revoked every token of 1 user ({reason}); Keycloak sessions ended: 2." in messages, messages
 
     for tokens in (phone, laptop):
