@@ -121,21 +121,26 @@ def _revoke(modeladmin, request, queryset, reason: str, label: str):
 
 
 def _confirmation_page(modeladmin, request, users, reason: str, label: str, form):
-    preview = admin_pages.preview_sessions([u.subject for u in users])
+    n = len(users)
+    listed = n <= admin_pages.SESSIONS_LISTED_MAX  # one Keycloak call per user: not for a whole realm
+    preview = admin_pages.preview_sessions([u.subject for u in users] if listed else [])
+    sessions_note = "" if listed or preview.unavailable else (
+        f"The Keycloak sessions of these {n} users will be ended (not listed here for more than "
+        f"{admin_pages.SESSIONS_LISTED_MAX} users).")
     issuer = get_settings().issuer
     rows = [{
         "username": u.username, "email": u.email, "subject": u.subject,
         "url": reverse("admin:accounts_keycloakuser_change", args=[u.pk]),
-        "sessions": None if preview.unavailable else preview.by_subject.get(u.subject, []),
+        "sessions": preview.by_subject.get(u.subject, []) if listed and not preview.unavailable else None,
         "problem": "" if u.issuer == issuer else f"not revoked: issued by {u.issuer}, not this provider's issuer",
     } for u in users]
-    n = len(users)
     title = (ngettext("Revoke every token of %d user", "Revoke every token of %d users", n) % n
              + (": account compromised" if reason == services.Reason.COMPROMISE else ": logout"))
     hidden = [("action", request.POST.get("action", "")),
               *((admin.helpers.ACTION_CHECKBOX_NAME, str(u.pk)) for u in users)]
     return admin_pages.confirmation(
-        request, modeladmin, title=title, users=rows, sessions=preview, form=form, hidden=hidden,
+        request, modeladmin, title=title, users=rows, sessions=preview, sessions_note=sessions_note, form=form,
+        hidden=hidden,
         next_steps=_next_steps(reason, n, preview.unavailable),
         cancel_url=reverse("admin:accounts_keycloakuser_changelist"),
         confirm_label=ngettext("Confirm: revoke %d user", "Confirm: revoke %d users", n) % n,

@@ -23,6 +23,7 @@ from . import keycloak
 
 CONFIRM_TEMPLATE = "admin/tokenversion_server/confirm_revocation.html"
 NOTE_MAX = 1000
+SESSIONS_LISTED_MAX = 50  # a confirmation page lists Keycloak sessions for at most this many users
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class SessionsPreview:
 
 
 def preview_sessions(subjects: Sequence[str]) -> SessionsPreview:
+    """The sessions of ``subjects``; with none, it only finds out whether Keycloak's admin API answers."""
     try:
         admin = keycloak.admin_client()
         return SessionsPreview({s: keycloak.user_sessions(s, admin) for s in subjects})
