@@ -2,7 +2,8 @@
 # The README's second command and what CI runs: the whole test suite.
 #   1. lint (ruff), 2. the Java extension's unit tests and JAR (Maven),
 #   3. pytest on SQLite, 4. pytest on PostgreSQL with Redis and a real Keycloak (end to end).
-# Installs and starts everything it needs (PostgreSQL and Redis from Debian's packages, Keycloak from Maven Central).
+# Installs and starts everything it needs (PostgreSQL, Redis and Chromium from Debian's packages, Keycloak from
+# Maven Central).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -15,6 +16,17 @@ command -v mvn >/dev/null || { echo "test.sh: Maven (mvn) and a JDK 17 are requi
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 mkdir -p var
+ensure_chromium() {  # the admin's browser test (tests/test_admin_browser.py) drives Debian's headless Chromium
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: Chromium missing; install it with: sudo apt-get install -y chromium chromium-driver" >&2
+    exit 1
+  fi
+  echo "test.sh: installing chromium and chromium-driver from Debian's packages" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+}
+ensure_chromium
 echo "== pytest on SQLite"
 TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"

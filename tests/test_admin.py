@@ -66,6 +66,15 @@ def messages_of(response) -> list[tuple[str, str]]:
     return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
 
 
+def revoke_action(client, action: str, pks: list, note: str = ""):
+    """Run a user action as support staff do: the action shows the confirmation page, Confirm revokes."""
+    page = client.post(reverse(USERS_URL), {"action": action, "_selected_action": pks, "index": 0})
+    assert page.status_code == 200, page.status_code
+    assert page.templates[0].name == "admin/tokenversion_server/confirm_revocation.html"
+    return client.post(reverse(USERS_URL), {"action": action, "_selected_action": pks, "note": note,
+                                            "tv_confirm": "Confirm"})
+
+
 def version_of(issuer: str, subject: str) -> int | None:
     return SubjectVersion.objects.filter(issuer=issuer, subject=subject).values_list(
         "token_version", flat=True).first()
@@ -92,8 +101,7 @@ def test_changelist_shows_initial_version_for_users_without_a_row(support, peopl
     client, _ = support
     html = client.get(reverse(USERS_URL), {"q": "bob"}).content.decode()
     assert '<td class="field-token_version">5</td>' in html  # what bob's tokens carry, not 0
-    client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[1].pk],
-                                     "index": 0})
+    revoke_action(client, "revoke_for_logout", [people[1].pk])
     assert version_of(issuer_url, BOB) == 6
     assert RevocationEvent.objects.values_list("old_version", "new_version").get() == (5, 6)
 
@@ -122,12 +130,10 @@ def test_changelist_search_by_username_email_subject(support, people, query, exp
 def test_revoke_action_bumps_each_selected_user_once_and_audits(support, people, issuer_url, action, reason):
     client, staff = support
     alice, bob, _carol = people
-    response = client.post(reverse(USERS_URL), {
-        "action": action, "_selected_action": [alice.pk, bob.pk], "index": 0,
-    })
+    response = revoke_action(client, action, [alice.pk, bob.pk])
     assert response.status_code == 302
     messages = messages_of(response)
-    assert ("success", f"Revoked every token of 2 user(s) ({reason}); Keycloak sessions ended: 0.") in messages
+    assert ("success", f"Revoked every token of 2 users ({reason}); Keycloak sessions ended: 0.") in messages
     # The test settings give no Keycloak admin credentials: the admin is told the sessions were not ended.
     warning = dict(messages)["warning"]
     assert warning.startswith("Keycloak sessions not ended (no Keycloak admin credentials")
@@ -147,7 +153,9 @@ def test_revoke_action_bumps_each_selected_user_once_and_audits(support, people,
         assert event.admin_user == staff
         assert event.reason == reason
         assert (event.old_version, event.new_version) == (old, new)
-        assert event.note == f"Django admin: {reason}"
+        # Issue 11: the note says the Keycloak sessions were not ended, and why.
+        assert event.note == (f"Django admin: {reason}; Keycloak sessions not ended: no Keycloak admin "
+                              "credentials: set TOKENVERSION_KEYCLOAK USERNAME/PASSWORD or CLIENT_SECRET")
 
     # The changelist now shows the new versions.
     html = client.get(reverse(USERS_URL)).content.decode()
@@ -168,8 +176,7 @@ def test_revoke_action_announces_each_revocation_after_commit(support, people, i
     revocation_committed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            client.post(reverse(USERS_URL), {"action": "revoke_for_compromise",
-                                             "_selected_action": [alice.pk, bob.pk], "index": 0})
+            revoke_action(client, "revoke_for_compromise", [alice.pk, bob.pk])
             assert received == []  # not before commit
         for callback in callbacks:
             callback()
@@ -184,8 +191,7 @@ def test_revoke_action_twice_bumps_twice(support, people, issuer_url):
     client, _ = support
     alice = people[0]
     for _ in range(2):
-        client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [alice.pk],
-                                         "index": 0})
+        revoke_action(client, "revoke_for_logout", [alice.pk])
     assert version_of(issuer_url, ALICE) == 9
     assert list(RevocationEvent.objects.order_by("id").values_list("old_version", "new_version")) == [
         (7, 8), (8, 9)]
@@ -210,13 +216,11 @@ def test_revoke_action_skips_users_of_another_issuer(support, people, issuer_url
     alice = people[0]
     stale = KeycloakUser.objects.create(issuer="https://old-sso.example.com/realms/main", subject="old-1",
                                         username="olduser")
-    response = client.post(reverse(USERS_URL), {
-        "action": "revoke_for_logout", "_selected_action": [alice.pk, stale.pk], "index": 0,
-    })
+    response = revoke_action(client, "revoke_for_logout", [alice.pk, stale.pk])
     assert response.status_code == 302
     levels = dict(messages_of(response))
     assert "olduser" in levels["error"]
-    assert levels["success"] == "Revoked every token of 1 user(s) (logout); Keycloak sessions ended: 0."
+    assert levels["success"] == "Revoked every token of 1 user (logout); Keycloak sessions ended: 0."
     assert version_of(issuer_url, ALICE) == 8
     assert not SubjectVersion.objects.filter(subject="old-1").exists()
     assert list(RevocationEvent.objects.values_list("subject", flat=True)) == [ALICE]
@@ -230,8 +234,12 @@ def test_revoke_session_through_add_form(support, issuer_url):
     add_url = reverse("admin:tokenversion_server_revokedsession_add")
     assert client.get(add_url).status_code == 200
     before = timezone.now()
-    response = client.post(add_url, {"session_id": "sid-0001", "subject": ALICE, "reason": "compromise",
-                                     "note": "phone stolen"})
+    fields = {"session_id": "sid-0001", "subject": ALICE, "reason": "compromise", "note": "phone stolen"}
+    page = client.post(add_url, fields)
+    assert page.status_code == 200  # the confirmation page; nothing revoked yet
+    assert page.templates[0].name == "admin/tokenversion_server/confirm_revocation.html"
+    assert RevokedSession.objects.count() == 0 and RevocationEvent.objects.count() == 0
+    response = client.post(add_url, {**fields, "tv_confirm": "Confirm"})
     assert response.status_code == 302
 
     row = RevokedSession.objects.get()
@@ -253,7 +261,8 @@ def test_revoke_same_session_twice_is_one_revocation(support):
     client, _ = support
     add_url = reverse("admin:tokenversion_server_revokedsession_add")
     for _ in range(2):
-        response = client.post(add_url, {"session_id": "sid-0002", "subject": "", "reason": "logout"})
+        response = client.post(add_url, {"session_id": "sid-0002", "subject": "", "reason": "logout",
+                                         "tv_confirm": "Confirm"})
         assert response.status_code == 302
     assert RevokedSession.objects.count() == 1
     events = list(RevocationEvent.objects.all())
@@ -446,8 +455,7 @@ def test_audit_instance_save_and_delete_raise(event):
 
 def test_deleting_a_staff_user_keeps_their_audit_rows(support, people, issuer_url):
     client, staff = support
-    client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[0].pk],
-                                     "index": 0})
+    revoke_action(client, "revoke_for_logout", [people[0].pk])
     # Issue 9 item 4: the user cannot be deleted (PROTECT; deactivate instead), so link and name both stay.
     with pytest.raises(ProtectedError):
         staff.delete()
@@ -455,3 +463,153 @@ def test_deleting_a_staff_user_keeps_their_audit_rows(support, people, issuer_ur
     assert event.admin_user == staff
     assert event.actor == "support"  # the name stays in the trail
     assert (event.old_version, event.new_version) == (7, 8)
+
+
+# --- issue 11: confirmation pages, usernames beside subjects, no "add user", branding ---------------------
+
+
+def test_user_action_shows_a_confirmation_page_naming_the_users_and_changes_nothing(support, people, issuer_url):
+    client, _ = support
+    alice, bob, _carol = people
+    page = client.post(reverse(USERS_URL), {"action": "revoke_for_compromise",
+                                            "_selected_action": [alice.pk, bob.pk], "index": 0})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Revoke every token of 2 users: account compromised" in html
+    for shown in ("alice", "alice@example.com", ALICE, "bob", "bob@example.com", BOB,
+                  reverse("admin:accounts_keycloakuser_change", args=[alice.pk])):
+        assert shown in html
+    assert "carol" not in html
+    assert ("Keycloak sessions will not be ended: no Keycloak admin credentials: set TOKENVERSION_KEYCLOAK "
+            "USERNAME/PASSWORD or CLIENT_SECRET") in html
+    assert "The users must log in again." in html
+    # Not ended, so the page does not pretend refresh tokens die; it says what to do.
+    assert "Their Keycloak sessions are NOT ended, so refresh tokens of these users still work" in html
+    assert "Change the password or credentials in Keycloak" in html
+    assert 'name="note"' in html and 'name="tv_confirm"' in html
+    assert f'href="{reverse(USERS_URL)}" class="button cancel-link">Cancel</a>' in html
+    # Nothing happens until Confirm.
+    assert version_of(issuer_url, ALICE) == 7
+    assert version_of(issuer_url, BOB) is None
+    assert RevocationEvent.objects.count() == 0
+
+
+def test_logout_confirmation_says_what_happens_next(support, people, tv_settings):
+    tv_settings(CACHE_TTL=2.5)
+    client, _ = support
+    page = client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[2].pk],
+                                            "index": 0})
+    html = page.content.decode()
+    assert "Revoke every token of 1 user: logout" in html
+    assert "Confirm: revoke 1 user" in html
+    assert "refused by every service within 2.5 seconds" in html
+    assert "The user must log in again." in html
+
+
+def test_the_note_goes_into_the_audit_note(support, people):
+    client, _ = support
+    response = revoke_action(client, "revoke_for_compromise", [people[1].pk], note="  phished, ticket 4711 ")
+    assert response.status_code == 302
+    assert RevocationEvent.objects.get().note == (
+        "Django admin: compromise; Keycloak sessions not ended: no Keycloak admin credentials: set "
+        "TOKENVERSION_KEYCLOAK USERNAME/PASSWORD or CLIENT_SECRET; phished, ticket 4711")
+
+
+def test_unreachable_keycloak_is_said_on_the_page_and_in_the_audit_note(support, people, settings, issuer_url):
+    """Admin credentials set, but nothing listens at Keycloak's address (a closed loopback port)."""
+    from tests.remote_helpers import free_port
+
+    settings.TOKENVERSION_KEYCLOAK = {"SERVER_URL": f"http://127.0.0.1:{free_port()}", "REALM": "test",
+                                      "USERNAME": "admin", "PASSWORD": "admin", "TIMEOUT": 2}
+    client, _ = support
+    bob = people[1]
+    page = client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [bob.pk],
+                                            "index": 0}).content.decode()
+    assert "Keycloak sessions will not be ended: Keycloak admin login at http://127.0.0.1:" in page
+    response = revoke_action(client, "revoke_for_logout", [bob.pk])
+    assert version_of(issuer_url, BOB) == 1  # access tokens are revoked all the same
+    note = RevocationEvent.objects.get().note
+    assert note.startswith("Django admin: logout; Keycloak sessions not ended: Keycloak admin login at "
+                           "http://127.0.0.1:")
+    assert dict(messages_of(response))["warning"].startswith("Keycloak sessions not ended (Keycloak admin login")
+
+
+def test_confirmation_with_a_too_long_note_shows_the_page_again(support, people, issuer_url):
+    client, _ = support
+    response = client.post(reverse(USERS_URL), {"action": "revoke_for_logout", "_selected_action": [people[1].pk],
+                                                "note": "x" * 1001, "tv_confirm": "Confirm"})
+    assert response.status_code == 200
+    assert "at most 1000 characters" in response.content.decode()
+    assert RevocationEvent.objects.count() == 0
+
+
+def test_no_add_user_where_users_come_from_keycloak(superuser_client, people):
+    client, _ = superuser_client
+    add_url = reverse("admin:accounts_keycloakuser_add")
+    assert client.get(add_url).status_code == 403
+    assert add_url not in client.get(reverse(USERS_URL)).content.decode()
+    assert add_url not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_branded_headers(support):
+    client, _ = support
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "<title>Token revocation | tokenversion admin</title>" in html
+    assert '<div id="site-name"><a href="/admin/">tokenversion</a></div>' in html
+    assert "Django administration" not in html and "Django site admin" not in html
+
+
+def test_audit_trail_shows_usernames_linked_beside_subjects(superuser_client, people, event, issuer_url):
+    client, _ = superuser_client
+    alice = people[0]
+    alice_url = reverse("admin:accounts_keycloakuser_change", args=[alice.pk])
+    RevocationEvent.objects.create(created_at=timezone.now(), scope="user", issuer=issuer_url,
+                                   subject="unknown-subject-1", actor_type="cli", reason="logout")
+    html = client.get(reverse("admin:tokenversion_server_revocationevent_changelist")).content.decode()
+    assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in html
+    assert f'title="{ALICE}">{ALICE}</span>' in html  # the whole subject, cut short by CSS only
+    assert 'title="unknown-subject-1">unknown-subject-1</span>' in html  # no user known: the subject alone
+    detail = client.get(reverse("admin:tokenversion_server_revocationevent_change", args=[event.pk]))
+    assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in detail.content.decode()
+
+
+def test_audit_trail_found_by_username(support, people, event):
+    client, _ = support
+    url = reverse("admin:tokenversion_server_revocationevent_changelist")
+    assert [e.pk for e in client.get(url, {"q": "alice"}).context["cl"].result_list] == [event.pk]
+    assert [e.pk for e in client.get(url, {"q": "alice@example"}).context["cl"].result_list] == [event.pk]
+    assert list(client.get(url, {"q": "bob"}).context["cl"].result_list) == []
+
+
+def test_token_versions_and_revoked_sessions_show_usernames(superuser_client, people, issuer_url):
+    client, _ = superuser_client
+    alice = people[0]
+    alice_url = reverse("admin:accounts_keycloakuser_change", args=[alice.pk])
+    RevokedSession.objects.create(issuer=issuer_url, session_id="sid-9", subject=ALICE, revoked_at=timezone.now(),
+                                  expires_at=timezone.now() + dt.timedelta(hours=1))
+    for name in ("subjectversion", "revokedsession"):
+        html = client.get(reverse(f"admin:tokenversion_server_{name}_changelist")).content.decode()
+        assert f'<a href="{alice_url}" class="tv-user" title="alice">alice</a>' in html, name
+
+
+def test_session_revocation_confirmation_names_the_user(support, people, issuer_url):
+    client, _ = support
+    add_url = reverse("admin:tokenversion_server_revokedsession_add")
+    page = client.post(add_url, {"session_id": "sid-0005", "subject": ALICE, "reason": "logout",
+                                 "note": "lost laptop"})
+    html = page.content.decode()
+    assert "Revoke one session" in html
+    assert "alice" in html and "alice@example.com" in html and ALICE in html and "sid-0005" in html
+    assert "Keycloak sessions will not be ended" in html
+    assert "lost laptop</textarea>" in html  # the note carried over, still editable
+    assert f'href="{reverse("admin:tokenversion_server_revokedsession_changelist")}" class="button cancel-link"' in html
+    assert RevokedSession.objects.count() == 0 and RevocationEvent.objects.count() == 0
+
+
+def test_realm_page_is_the_same_confirmation_page(support):
+    client, _ = support
+    response = client.get(reverse(REALM_URL))
+    assert response.templates[0].name == "admin/tokenversion_server/confirm_revocation.html"
+    html = response.content.decode()
+    assert "Keycloak sessions will not be ended: a realm-wide revocation" in html
+    assert 'name="tv_confirm"' in html and "cancel-link" in html

@@ -1,5 +1,5 @@
 """Revocation state in the Django admin: the audit trail read-only, session revocation through the service,
-and the realm-wide revocation behind a confirmation page."""
+and the realm-wide revocation; every revocation goes through a confirmation page (see ``admin_pages``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from tokenversion.conf import get_settings
 
-from . import services
+from . import admin_pages, services
 from .models import ApiKey, RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 
 REVOKE_PERMISSION = "tokenversion_server.revoke_tokens"
@@ -31,18 +32,49 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(RevocationEvent)
-class RevocationEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "scope", "subject", "session_id", "reason", "actor_type", "actor",
-                    "old_version", "new_version")
+class RevocationEventAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
+    # Few, narrow columns: the list fits 1280 px; the detail page has every field.
+    list_display = ("when", "user", "session", "what", "by", "versions", "short_note")
     list_filter = ("scope", "reason", "actor_type")
     search_fields = ("subject", "session_id", "actor", "note")
     date_hierarchy = "created_at"
+    readonly_fields = ("user",)
+
+    @admin.display(description="when", ordering="created_at")
+    def when(self, obj):
+        return admin_pages.compact_time(obj.created_at, seconds=True)
+
+    @admin.display(description="session", ordering="session_id")
+    def session(self, obj):
+        if not obj.session_id:
+            return "—"
+        return format_html('<span title="{}">{}</span>', obj.session_id, Truncator(obj.session_id).chars(12))
+
+    @admin.display(description="reason", ordering="reason")
+    def what(self, obj):
+        # The scope under the reason, quieter: one column instead of two.
+        return format_html('{}<br><span class="tv-quiet">{}</span>', obj.get_reason_display(),
+                           obj.get_scope_display())
+
+    @admin.display(description="by", ordering="actor")
+    def by(self, obj):
+        # Keycloak actors carry an event or token id: cut short here, whole in the tooltip and detail page.
+        return format_html('<span title="{}">{}</span>', obj.actor, Truncator(obj.actor).chars(24)) if obj.actor else ""
+
+    @admin.display(description="version")
+    def versions(self, obj) -> str:
+        return "—" if obj.new_version is None else f"{obj.old_version} → {obj.new_version}"
+
+    @admin.display(description="note")
+    def short_note(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.note, Truncator(obj.note).chars(40)) if obj.note else ""
 
 
 @admin.register(SubjectVersion)
-class SubjectVersionAdmin(ReadOnlyAdmin):
-    list_display = ("subject", "token_version", "last_logout_time", "updated_at", "issuer")
+class SubjectVersionAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
+    list_display = ("user", "token_version", "last_logout_time", "updated_at", "issuer")
     search_fields = ("subject",)
+    readonly_fields = ("user",)
 
 
 class RevokeSessionForm(forms.ModelForm):
@@ -73,10 +105,56 @@ class RevokeSessionForm(forms.ModelForm):
 
 
 @admin.register(RevokedSession)
-class RevokedSessionAdmin(admin.ModelAdmin):
-    list_display = ("session_id", "subject", "revoked_at", "expires_at")
+class RevokedSessionAdmin(admin_pages.UserColumnMixin, admin.ModelAdmin):
+    list_display = ("session_id", "user", "revoked_at", "expires_at")
     search_fields = ("session_id", "subject")
     form = RevokeSessionForm
+    readonly_fields = ("user",)
+    # Whether saving also ends the session in Keycloak: the confirmation page says what saving does.
+    ends_keycloak_session = False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """A valid form first shows the confirmation page; its Confirm button posts again and saves."""
+        if (request.method == "POST" and "tv_confirm" not in request.POST
+                and self.has_add_permission(request)):
+            form = self.get_form(request)(request.POST)
+            if form.is_valid():
+                return self._confirmation_page(request, form)
+        return super().add_view(request, form_url, extra_context)
+
+    def _confirmation_page(self, request, form):
+        sid, subject = form.cleaned_data["session_id"], form.cleaned_data["subject"]
+        issuer = get_settings().issuer
+        user = admin_pages.lookup_users([(issuer, subject)]).get((issuer, subject))
+        sessions, sessions_note = None, ""
+        if self.ends_keycloak_session:
+            sessions = admin_pages.preview_sessions([subject] if subject else [])
+            if not subject and not sessions.unavailable:
+                sessions_note = "The Keycloak session is ended by its id."
+        else:
+            sessions_note = ("Keycloak sessions will not be ended: this page revokes the session's tokens only. "
+                             "Its refresh token keeps working until the session is signed out in Keycloak.")
+        listed = None
+        if sessions is not None and not sessions.unavailable:
+            listed = [s for s in sessions.by_subject.get(subject, []) if s.id == sid]
+        rows = [{"username": user.username if user else "", "email": user.email if user else "",
+                 "url": user.url if user else "", "subject": subject or "(not given)", "sessions": listed}]
+        note_form = admin_pages.NoteForm(initial={"note": form.cleaned_data["note"]})
+        hidden = [("session_id", sid), ("subject", subject), ("reason", form.cleaned_data["reason"])]
+        return admin_pages.confirmation(
+            request, self, title="Revoke one session", users=rows, sessions=sessions,
+            sessions_note=sessions_note, form=note_form, hidden=hidden,
+            cancel_url=reverse("admin:tokenversion_server_revokedsession_changelist"),
+            confirm_label="Confirm: revoke this session",
+            next_steps=[
+                f"Every access token of session {sid} is refused by every service within "
+                f"{admin_pages.staleness_bound()}; the user's other sessions keep working.",
+                "The user must log in again on that device.",
+                f"The revocation is written to the audit trail with reason "
+                f"“{form.cleaned_data['reason']}”, your name and note.",
+            ],
+            extra={"session_id": sid},
+        )
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -101,7 +179,7 @@ class RevokedSessionAdmin(admin.ModelAdmin):
 
 class RealmRevocationForm(forms.Form):
     confirm = forms.BooleanField(required=True, label="I understand that every user must log in again")
-    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    note = admin_pages.NoteForm.base_fields["note"]
 
 
 @admin.register(RealmRevocation)
@@ -130,14 +208,21 @@ class RealmRevocationAdmin(ReadOnlyAdmin):
             self.message_user(request, "Every token of the realm issued until now is revoked.",
                               messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:tokenversion_server_realmrevocation_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Revoke every token of the realm",
-            "form": form,
-            "issuer": get_settings().issuer,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/tokenversion_server/revoke_all.html", context)
+        return admin_pages.confirmation(
+            request, self, title="Revoke every token of the realm", form=form,
+            cancel_url=reverse("admin:tokenversion_server_realmrevocation_changelist"),
+            confirm_label="Confirm: revoke every token",
+            sessions_note="Keycloak sessions will not be ended: a realm-wide revocation refuses tokens by their "
+                          "issue time. Users whose Keycloak session lives get new tokens by refreshing; to end "
+                          "every session too, sign them out in Keycloak's admin console (Sessions).",
+            next_steps=[
+                "Every access token issued until now, for every user, is refused by every service within "
+                f"{admin_pages.staleness_bound()}.",
+                "Every user must log in again (or refresh, if their Keycloak session is alive).",
+                "This is one write, recorded in the audit trail with your name and note.",
+            ],
+            extra={"issuer": get_settings().issuer},
+        )
 
 
 def may_hold_key(creator, holder) -> bool:

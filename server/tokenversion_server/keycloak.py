@@ -11,6 +11,7 @@ default to what ``TOKENVERSION["ISSUER"]`` names (``<server>/realms/<realm>``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -115,6 +116,34 @@ def end_user_sessions(subject: str, admin: KeycloakAdmin | None = None) -> int:
     except (_PythonKeycloakError, OSError) as exc:
         raise KeycloakUnavailable(f"ending the Keycloak sessions of {subject} failed: {_describe(exc)}") from None
     return len(sessions)
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """One Keycloak session of a user, as the admin's confirmation page shows it."""
+
+    id: str
+    ip_address: str = ""
+    started: datetime | None = None
+    last_access: datetime | None = None
+    clients: tuple[str, ...] = ()
+
+
+def user_sessions(subject: str, admin: KeycloakAdmin | None = None) -> list[UserSession]:
+    """The Keycloak sessions of ``subject``: what ``end_user_sessions`` would end (read only)."""
+    admin = admin or admin_client()
+    try:
+        raw = admin.get_sessions(subject)
+    except (_PythonKeycloakError, OSError) as exc:
+        raise KeycloakUnavailable(f"listing the Keycloak sessions of {subject} failed: {_describe(exc)}") from None
+
+    def when(millis: Any) -> datetime | None:  # Keycloak gives epoch milliseconds
+        return datetime.fromtimestamp(millis / 1000, tz=UTC) if isinstance(millis, int | float) else None
+
+    return [UserSession(id=str(s.get("id", "")), ip_address=str(s.get("ipAddress") or ""),
+                        started=when(s.get("start")), last_access=when(s.get("lastAccess")),
+                        clients=tuple(sorted((s.get("clients") or {}).values())))
+            for s in raw]
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,16 +26,23 @@ def admin_session(stack) -> requests.Session:
     return session
 
 
-def run_admin_action(stack, subject: str, action: str) -> str:
-    """Select the user in the admin's user list, run the action, and return the page's messages."""
+def run_admin_action(stack, subject: str, action: str, note: str = "") -> tuple[str, str]:
+    """Select the user in the admin's user list, run the action, confirm it on the confirmation page; return
+    that page and the messages of the page after it."""
     (pk,) = stack.sql("SELECT id FROM accounts_keycloakuser WHERE subject = %s", subject)[0]
     session = admin_session(stack)
-    response = session.post(f"{stack.config.provider_url}/admin/accounts/keycloakuser/", timeout=30, data={
+    url = f"{stack.config.provider_url}/admin/accounts/keycloakuser/"
+    page = session.post(url, timeout=30, data={
         "action": action, "_selected_action": [pk], "index": 0,
         "csrfmiddlewaretoken": session.cookies["csrftoken"],
     })
+    assert page.status_code == 200 and 'name="tv_confirm"' in page.text, page.text[:500]
+    response = session.post(url, timeout=30, data={
+        "action": action, "_selected_action": [pk], "note": note, "tv_confirm": "Confirm",
+        "csrfmiddlewaretoken": session.cookies["csrftoken"],
+    })
     assert response.status_code == 200, response.text[:500]
-    return " ".join(re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', response.text, re.S))
+    return page.text, " ".join(re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', response.text, re.S))
 
 
 @pytest.mark.parametrize(("action", "reason"), [("revoke_for_logout", "logout"),
@@ -46,17 +53,25 @@ def test_admin_action_kills_every_token_and_every_refresh_token(stack, person, a
     laptop = oidc.token(person.username, person.password)
     assert call_api(stack, phone["access_token"]).status_code == 200
 
-    messages = run_admin_action(stack, person.subject, action)
-    assert f"Revoked every token of 1 user(s) ({reason}); Keycloak sessions ended: 2." in messages, messages
+    sessions = {s["id"] for s in stack.keycloak_admin().get_sessions(person.subject)}
+    assert len(sessions) == 2
+    page, messages = run_admin_action(stack, person.subject, action, note="ticket 4711")
+    # The confirmation page names the user and the Keycloak sessions it will end.
+    assert person.username in page and person.subject in page
+    assert "2 Keycloak sessions will be ended" in page
+    assert all(sid in page for sid in sessions), page
+    assert ("so refresh tokens of the user are dead" if reason == "compromise"
+            else "so clients cannot refresh into new tokens") in page
+    assert f"Revoked every token of 1 user ({reason}); Keycloak sessions ended: 2." in messages, messages
 
     for tokens in (phone, laptop):
         seconds_until_refused(stack, tokens["access_token"], within=1.0)
         with pytest.raises(KeycloakPostError) as refused:
             oidc.refresh_token(tokens["refresh_token"])
         assert refused.value.response_code == 400
-    audit = stack.sql("SELECT actor_type, actor, reason, new_version FROM tokenversion_server_revocationevent "
+    audit = stack.sql("SELECT actor_type, actor, reason, note FROM tokenversion_server_revocationevent "
                       "WHERE subject = %s AND scope = 'user' AND actor_type = 'admin'", person.subject)
-    assert [row[:3] for row in audit] == [("admin", "admin", reason)]
+    assert audit == [("admin", "admin", reason, f"Django admin: {reason}; 2 Keycloak sessions ended; ticket 4711")]
 
     fresh = oidc.token(person.username, person.password)
     assert jwt.decode(fresh["access_token"], options={"verify_signature": False})["token_version"] >= 1
