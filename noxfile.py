@@ -1,8 +1,9 @@
 """The service side against every Django line it supports, each in a fresh virtualenv (``nox``).
 
 Django 5.2 LTS runs on the machine's Python 3.11, with the lowest versions of DRF, PyJWT and cryptography that
-``pyproject.toml`` declares; Django 6.0 and 6.1 need Python 3.12, which this machine has (pyenv), with the newest. nox refuses to skip a missing interpreter when ``CI`` is set, so a machine without one fails the run
-instead of passing it silently. ``scripts/test.sh`` runs every session; ``nox -s service-django-6.1`` runs one.
+``pyproject.toml`` declares; Django 6.0 and 6.1 need Python 3.12, which this machine has (pyenv), with the
+newest. A missing interpreter fails the run (``--error-on-missing-interpreters``) instead of passing it
+silently. ``scripts/test.sh`` runs every session; ``nox -s "service(django-6.1)"`` runs one.
 
 Each session installs both distributions from this checkout (the provider's pin allows the same Django lines)
 and runs the tests of the front doors, the validation and revocation rules, the checks and the remote stores
