@@ -20,11 +20,17 @@ from tests.remote_helpers import ROOT
 
 pytestmark = pytest.mark.quickstart
 
+VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
 
 def build_wheel(source: Path, out: Path) -> zipfile.ZipFile:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out),
-                    str(source)], check=True, capture_output=True, timeout=300)
+    """``python -m build``: the sdist, then the wheel built from that sdist (so the sdist is complete)."""
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], check=True,
+                   capture_output=True, timeout=300)
+    (sdist,) = out.glob("*.tar.gz")
+    assert sdist.name.endswith(f"-{VERSION}.tar.gz")
     (wheel,) = out.glob("*.whl")
+    assert f"-{VERSION}-" in wheel.name
     return zipfile.ZipFile(wheel)
 
 
@@ -61,3 +67,15 @@ def test_the_provider_wheel_holds_only_the_providers_packages(tmp_path):
     assert "tokenversion_server/migrations/0001_initial.py" in names
     assert any(n.startswith("tokenversion_server/templates/admin/") for n in names)
     assert "accounts/migrations/0001_initial.py" in names
+
+
+def test_one_version_for_the_service_the_provider_and_the_keycloak_jar():
+    """The two wheels and the Keycloak extension's JAR are released together, under one version."""
+    import tokenversion
+
+    provider = re.search(r'^version = "([^"]+)"', (ROOT / "server" / "pyproject.toml").read_text(), re.M).group(1)
+    pin = re.search(r'"django-tokenversion\[redis\]==([^"]+)"', (ROOT / "server" / "pyproject.toml").read_text())
+    pom = re.search(r"<artifactId>tokenversion-keycloak</artifactId>\s*<version>([^<]+)</version>",
+                    (ROOT / "keycloak" / "pom.xml").read_text())
+    assert {VERSION, tokenversion.__version__, provider, pin.group(1), pom.group(1)} == {VERSION}
+    assert f"## {VERSION}" in (ROOT / "CHANGELOG.md").read_text()
