@@ -4,41 +4,21 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 import java.io.IOException;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
-import java.time.Duration;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentMap;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * Calls {@code POST /tokenversion/claims} and returns the version. One {@link HttpClient} per connect timeout
- * value, shared by every mapper of the JVM (HttpClient fixes its connect timeout at build time).
- *
- * <p>The whole exchange (connect, send, headers and body) is bounded by connect + read timeout: the request
- * timeout covers the wait for the headers, and the future is abandoned (and cancelled) after the total.
+ * Calls {@code POST /tokenversion/claims} and returns the version. The exchange, its client and its bound
+ * (connect + read timeout for the whole of it) are {@link HttpExchange}'s; this class builds the request and
+ * refuses any answer but the contract's.
  */
 public final class ClaimsClient {
 
-    public static final String SECRET_HEADER = "X-TokenVersion-Secret";
+    /** The header the provider reads the mapper secret from ({@link HttpExchange#SECRET_HEADER}). */
+    public static final String SECRET_HEADER = HttpExchange.SECRET_HEADER;
     static final int MAX_BODY_BYTES = 16 * 1024;
 
-    private static final ConcurrentMap<Long, HttpClient> CLIENTS = new ConcurrentHashMap<>();
-
     private ClaimsClient() {
-    }
-
-    static HttpClient clientFor(long connectTimeoutMs) {
-        return CLIENTS.computeIfAbsent(connectTimeoutMs, ms -> HttpClient.newBuilder()
-                .version(HttpClient.Version.HTTP_1_1)
-                .connectTimeout(Duration.ofMillis(ms))
-                .followRedirects(HttpClient.Redirect.NEVER)
-                .build());
     }
 
     /** Why a call did not produce a version; the message never contains the secret. */
@@ -54,29 +34,17 @@ public final class ClaimsClient {
 
     public static long fetch(URI endpoint, String secret, ClaimsRequest body, long connectTimeoutMs, long readTimeoutMs)
             throws ClaimsException {
-        HttpRequest.Builder rb = HttpRequest.newBuilder(endpoint)
-                .timeout(Duration.ofMillis(readTimeoutMs))
-                .header("Content-Type", "application/json")
-                .header("Accept", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(body.toJson(), StandardCharsets.UTF_8));
-        if (secret != null && !secret.isEmpty()) {
-            rb.header(SECRET_HEADER, secret);
-        }
-        CompletableFuture<HttpResponse<byte[]>> future =
-                clientFor(connectTimeoutMs).sendAsync(rb.build(), HttpResponse.BodyHandlers.ofByteArray());
         HttpResponse<byte[]> response;
         try {
-            response = future.get(connectTimeoutMs + readTimeoutMs, TimeUnit.MILLISECONDS);
+            response = HttpExchange.postJson(endpoint, secret, body.toJson(), connectTimeoutMs, readTimeoutMs,
+                    HttpResponse.BodyHandlers.ofByteArray());
         } catch (TimeoutException e) {
-            future.cancel(true);
             throw new ClaimsException("timed out after " + (connectTimeoutMs + readTimeoutMs) + " ms");
         } catch (InterruptedException e) {
-            future.cancel(true);
             Thread.currentThread().interrupt();
             throw new ClaimsException("interrupted");
-        } catch (ExecutionException e) {
-            Throwable c = e.getCause() != null ? e.getCause() : e;
-            throw new ClaimsException(c.getClass().getSimpleName() + (c.getMessage() != null ? ": " + c.getMessage() : ""), c);
+        } catch (IOException e) {
+            throw new ClaimsException(HttpExchange.describe(e), e);
         }
         return parse(response.statusCode(), response.body(), body.sub());
     }

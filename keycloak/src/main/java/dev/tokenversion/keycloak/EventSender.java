@@ -4,14 +4,8 @@ import org.jboss.logging.Logger;
 
 import java.io.IOException;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -36,16 +30,10 @@ public final class EventSender implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(EventSender.class);
 
     private final Settings settings;
-    private final HttpClient client;
     private final ThreadPoolExecutor executor;
 
     public EventSender(Settings settings) {
         this.settings = settings;
-        this.client = HttpClient.newBuilder()
-                .version(HttpClient.Version.HTTP_1_1)
-                .connectTimeout(Duration.ofMillis(settings.connectTimeoutMs()))
-                .followRedirects(HttpClient.Redirect.NEVER)
-                .build();
         AtomicInteger n = new AtomicInteger();
         this.executor = new ThreadPoolExecutor(1, 2, 60, TimeUnit.SECONDS,
                 new ArrayBlockingQueue<>(Math.max(1, settings.queueSize())), r -> {
@@ -88,7 +76,7 @@ public final class EventSender implements AutoCloseable {
                 }
                 problem = "HTTP " + status;
             } catch (IOException | TimeoutException e) {
-                problem = e.getClass().getSimpleName() + (e.getMessage() != null ? ": " + e.getMessage() : "");
+                problem = HttpExchange.describe(e);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return Outcome.FAILED;
@@ -111,27 +99,8 @@ public final class EventSender implements AutoCloseable {
     }
 
     private int post(String body) throws IOException, InterruptedException, TimeoutException {
-        HttpRequest.Builder rb = HttpRequest.newBuilder(settings.url())
-                .timeout(Duration.ofMillis(settings.requestTimeoutMs()))
-                .header("Content-Type", "application/json")
-                .header("Accept", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
-        if (settings.secret() != null && !settings.secret().isEmpty()) {
-            rb.header(ClaimsClient.SECRET_HEADER, settings.secret());
-        }
-        CompletableFuture<HttpResponse<Void>> f = client.sendAsync(rb.build(), HttpResponse.BodyHandlers.discarding());
-        try {
-            return f.get(settings.connectTimeoutMs() + settings.requestTimeoutMs(), TimeUnit.MILLISECONDS).statusCode();
-        } catch (TimeoutException e) {
-            f.cancel(true);
-            throw e;
-        } catch (ExecutionException e) {
-            Throwable c = e.getCause();
-            if (c instanceof IOException io) {
-                throw io;
-            }
-            throw new IOException(c == null ? "send failed" : c.toString(), c);
-        }
+        return HttpExchange.postJson(settings.url(), settings.secret(), body, settings.connectTimeoutMs(),
+                settings.requestTimeoutMs(), HttpResponse.BodyHandlers.discarding()).statusCode();
     }
 
     /** Waits a little for queued events, then stops. */

@@ -47,11 +47,6 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
     public static final String PROVIDER_ID = "tokenversion-mapper";
     public static final String DEFAULT_CLAIM_NAME = "token_version";
 
-    public static final String CONFIG_ENDPOINT_URL = "tokenversion.endpoint.url";
-    public static final String CONFIG_SECRET = "tokenversion.secret";
-    public static final String CONFIG_CONNECT_TIMEOUT_MS = "tokenversion.connect.timeout.ms";
-    public static final String CONFIG_READ_TIMEOUT_MS = "tokenversion.read.timeout.ms";
-    public static final String CONFIG_FAILURE_POLICY = "tokenversion.failure.policy";
 
     private static final Logger LOG = Logger.getLogger(TokenVersionProtocolMapper.class);
 
@@ -67,14 +62,14 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
         OIDCAttributeMapperHelper.addIncludeInTokensConfig(props, TokenVersionProtocolMapper.class);
         props.addAll(ProviderConfigurationBuilder.create()
                 .property()
-                    .name(CONFIG_ENDPOINT_URL)
+                    .name(MapperConfig.ENDPOINT_URL)
                     .label("Claims endpoint URL")
                     .helpText("Full URL of the tokenversion provider's claims endpoint, "
                             + "e.g. http://127.0.0.1:8000/tokenversion/claims")
                     .type(ProviderConfigProperty.STRING_TYPE)
                     .add()
                 .property()
-                    .name(CONFIG_SECRET)
+                    .name(MapperConfig.SECRET)
                     .label("Mapper secret")
                     .helpText("Sent as X-TokenVersion-Secret; one of the provider's TOKENVERSION_MAPPER_SECRETS. "
                             + "A vault reference such as ${vault.tokenversion_mapper} is resolved.")
@@ -82,21 +77,21 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
                     .secret(true)
                     .add()
                 .property()
-                    .name(CONFIG_CONNECT_TIMEOUT_MS)
+                    .name(MapperConfig.CONNECT_TIMEOUT_MS)
                     .label("Connect timeout (ms)")
                     .helpText("TCP connect timeout for the claims call.")
                     .type(ProviderConfigProperty.STRING_TYPE)
                     .defaultValue(String.valueOf(MapperConfig.DEFAULT_CONNECT_TIMEOUT_MS))
                     .add()
                 .property()
-                    .name(CONFIG_READ_TIMEOUT_MS)
+                    .name(MapperConfig.READ_TIMEOUT_MS)
                     .label("Read timeout (ms)")
                     .helpText("How long to wait for the provider's answer once connected.")
                     .type(ProviderConfigProperty.STRING_TYPE)
                     .defaultValue(String.valueOf(MapperConfig.DEFAULT_READ_TIMEOUT_MS))
                     .add()
                 .property()
-                    .name(CONFIG_FAILURE_POLICY)
+                    .name(MapperConfig.FAILURE_POLICY)
                     .label("Failure policy")
                     .helpText("When the provider cannot be reached and no version is remembered for the user: "
                             + "omit_claim issues the token without the claim (APIs refuse it); "
@@ -244,13 +239,12 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
 
         VersionResolver.Settings settings;
         try {
-            settings = MapperConfig.parse(model.getConfig() == null ? Map.of() : model.getConfig(),
-                    raw -> resolveSecret(session, raw));
+            settings = MapperConfig.parseOnce(model.getConfig(), raw -> resolveSecret(session, raw));
         } catch (IllegalArgumentException e) {
             LOG.warnf("tokenversion: mapper '%s' is misconfigured: %s", model.getName(), e.getMessage());
             settings = new VersionResolver.Settings(null, null, MapperConfig.DEFAULT_CONNECT_TIMEOUT_MS,
                     MapperConfig.DEFAULT_READ_TIMEOUT_MS,
-                    safePolicy(model.getConfig() == null ? null : model.getConfig().get(CONFIG_FAILURE_POLICY)));
+                    safePolicy(model.getConfig() == null ? null : model.getConfig().get(MapperConfig.FAILURE_POLICY)));
         }
 
         ClientModel client = clientSessionCtx == null || clientSessionCtx.getClientSession() == null

@@ -46,7 +46,7 @@ public final class VersionResolver {
         String shown = forLog(settings.endpoint());
         String reason;
         if (settings.endpoint() == null) {
-            reason = "no endpoint configured (" + TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL + ")";
+            reason = "no endpoint configured (" + MapperConfig.ENDPOINT_URL + ")";
         } else {
             try {
                 long v = ClaimsClient.fetch(settings.endpoint(), settings.secret(), request,

@@ -12,7 +12,7 @@ class ConfigTest {
     @Test
     void mapperDefaults() {
         VersionResolver.Settings s = MapperConfig.parse(Map.of(
-                TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL, " http://127.0.0.1:8000/tokenversion/claims "), null);
+                MapperConfig.ENDPOINT_URL, " http://127.0.0.1:8000/tokenversion/claims "), null);
         assertEquals("http://127.0.0.1:8000/tokenversion/claims", s.endpoint().toString());
         assertNull(s.secret());
         assertEquals(300, s.connectTimeoutMs());
@@ -23,11 +23,11 @@ class ConfigTest {
     @Test
     void mapperExplicitValuesAndSecretResolution() {
         Map<String, String> c = new HashMap<>();
-        c.put(TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL, "https://tv.example/tokenversion/claims");
-        c.put(TokenVersionProtocolMapper.CONFIG_SECRET, "${vault.tv}");
-        c.put(TokenVersionProtocolMapper.CONFIG_CONNECT_TIMEOUT_MS, "100");
-        c.put(TokenVersionProtocolMapper.CONFIG_READ_TIMEOUT_MS, "250");
-        c.put(TokenVersionProtocolMapper.CONFIG_FAILURE_POLICY, "fail");
+        c.put(MapperConfig.ENDPOINT_URL, "https://tv.example/tokenversion/claims");
+        c.put(MapperConfig.SECRET, "${vault.tv}");
+        c.put(MapperConfig.CONNECT_TIMEOUT_MS, "100");
+        c.put(MapperConfig.READ_TIMEOUT_MS, "250");
+        c.put(MapperConfig.FAILURE_POLICY, "fail");
         VersionResolver.Settings s = MapperConfig.parse(c, raw -> raw.equals("${vault.tv}") ? "resolved" : raw);
         assertEquals("resolved", s.secret());
         assertEquals(100, s.connectTimeoutMs());
@@ -37,13 +37,13 @@ class ConfigTest {
 
     @Test
     void mapperRejectsBadValues() {
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL, "ftp://x/y"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL, "/relative"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_ENDPOINT_URL, "http://exa mple"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_CONNECT_TIMEOUT_MS, "abc"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_READ_TIMEOUT_MS, "0"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_READ_TIMEOUT_MS, "600000"));
-        assertBad(Map.of(TokenVersionProtocolMapper.CONFIG_FAILURE_POLICY, "fail_open"));
+        assertBad(Map.of(MapperConfig.ENDPOINT_URL, "ftp://x/y"));
+        assertBad(Map.of(MapperConfig.ENDPOINT_URL, "/relative"));
+        assertBad(Map.of(MapperConfig.ENDPOINT_URL, "http://exa mple"));
+        assertBad(Map.of(MapperConfig.CONNECT_TIMEOUT_MS, "abc"));
+        assertBad(Map.of(MapperConfig.READ_TIMEOUT_MS, "0"));
+        assertBad(Map.of(MapperConfig.READ_TIMEOUT_MS, "600000"));
+        assertBad(Map.of(MapperConfig.FAILURE_POLICY, "fail_open"));
     }
 
     private static void assertBad(Map<String, String> c) {
@@ -80,5 +80,29 @@ class ConfigTest {
         assertThrows(IllegalArgumentException.class, () -> ListenerConfig.parse(Map.of("url", "nope")::get));
         assertThrows(IllegalArgumentException.class,
                 () -> ListenerConfig.parse(Map.of("url", "http://h/e", "requestTimeoutMs", "-1")::get));
+    }
+
+    @Test
+    void mapperConfigIsParsedOncePerConfiguration() {
+        Map<String, String> c = new HashMap<>();
+        c.put(MapperConfig.ENDPOINT_URL, "https://tv.example/tokenversion/claims?parse-once");
+        c.put(MapperConfig.SECRET, "plain-secret");
+        VersionResolver.Settings first = MapperConfig.parseOnce(c, raw -> "never-called");
+        assertSame(first, MapperConfig.parseOnce(new HashMap<>(c), raw -> "never-called"));
+        assertEquals("plain-secret", first.secret());
+        c.put(MapperConfig.READ_TIMEOUT_MS, "42");  // a changed configuration is parsed again
+        VersionResolver.Settings changed = MapperConfig.parseOnce(c, null);
+        assertNotSame(first, changed);
+        assertEquals(42, changed.readTimeoutMs());
+        assertThrows(IllegalArgumentException.class,
+                () -> MapperConfig.parseOnce(Map.of(MapperConfig.READ_TIMEOUT_MS, "0"), null));
+    }
+
+    @Test
+    void aVaultReferenceIsResolvedAtEachUse() {
+        Map<String, String> c = Map.of(MapperConfig.ENDPOINT_URL, "https://tv.example/tokenversion/claims?vault",
+                MapperConfig.SECRET, "${vault.tv}");
+        assertEquals("one", MapperConfig.parseOnce(c, raw -> "one").secret());
+        assertEquals("two", MapperConfig.parseOnce(c, raw -> "two").secret());
     }
 }
