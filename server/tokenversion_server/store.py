@@ -63,6 +63,10 @@ class DatabaseStore:
         if subject is None and session_id is None:
             self._realms.discard(issuer)
 
+    def close(self) -> None:
+        """Nothing to release but the caches: the connection is Django's."""
+        self.clear()
+
     def clear(self) -> None:
         self._subjects.clear()
         self._sessions.clear()

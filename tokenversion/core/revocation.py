@@ -62,6 +62,11 @@ class RevocationStore(Protocol):
 
     def invalidate(self, issuer: str, subject: str | None = None, session_id: str | None = None) -> None: ...
 
+    def close(self) -> None:
+        """Release what the store holds (threads, connections); called when settings change or at exit.
+        Calling it twice is harmless."""
+        ...
+
 
 @dataclass(frozen=True)
 class RevocationPolicy:
