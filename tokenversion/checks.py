@@ -76,7 +76,37 @@ def check_settings(app_configs=None, **kwargs):
                               id="tokenversion.W005"))
     if apps.is_installed("tokenversion.server"):
         errors.extend(_check_server(conf))
+        errors.extend(_check_signing_key(conf))
+    elif conf.feed_signing_key:
+        errors.append(Warning("TOKENVERSION['FEED_SIGNING_KEY'] is set on a service: it can sign Redis messages "
+                              "that every service believes. Services need only the public key (verify_keys).",
+                              hint="Remove it here; keep it on the provider and the publisher only.",
+                              id="tokenversion.W020"))
     return errors
+
+
+def _check_signing_key(conf):
+    """E010: Redis publication without a usable signing key; W021: a key file others can read."""
+    if not conf.redis_url and not conf.feed_signing_key:
+        return []
+    from .server.publish import feed_signer
+
+    try:
+        feed_signer()
+    except ImproperlyConfigured as exc:
+        return [Error(f"{exc}.", hint="manage.py tokenversion_feed_keygen --out <file>, then set "
+                                      "TOKENVERSION_FEED_SIGNING_KEY_FILE (docs/scaling.md).",
+                      id="tokenversion.E010")]
+    key = conf.feed_signing_key
+    if "-----BEGIN" not in key:
+        try:
+            mode = os.stat(key).st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            return [Warning(f"The feed signing key file {key!r} can be read by other users (mode "
+                            f"{mode & 0o777:o}).", hint="chmod 600 it.", id="tokenversion.W021")]
+    return []
 
 
 def _check_server(conf):
