@@ -182,6 +182,7 @@ class Stack:
         self.publisher: Process | None = None
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
+        self._feed_public_key: str | None = None
         self._lock: TextIO | None = None
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -270,6 +271,8 @@ class Stack:
             "KEYCLOAK_ADMIN_USERNAME": c.admin_username,
             "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
             "TOKENVERSION_FEED_SECRETS": c.feed_secret,
+            # The Redis signing key, as production keeps it: a 0600 file (ensure_feed_key makes it)
+            "TOKENVERSION_FEED_SIGNING_KEY_FILE": str(self.feed_key_path),
             "PYTHONUNBUFFERED": "1",
             **({"TOKENVERSION_REDIS_URL": c.redis_url} if c.redis_url else {}),
             **c.extra_provider_env,
@@ -313,9 +316,24 @@ class Stack:
                              "--provider-url", self.config.provider_url, *extra)
         return result.stdout
 
+    @property
+    def feed_key_path(self) -> Path:
+        return self.config.work_dir / "feed-signing.pem"
+
+    def ensure_feed_key(self) -> str:
+        """The Redis signing key file, made as docs/scaling.md says (``tokenversion_feed_keygen --out``) unless
+        an earlier run left one; answers the public value that services list in ``verify_keys``."""
+        if self._feed_public_key is None:
+            if not self.feed_key_path.exists():
+                self.manage("tokenversion_feed_keygen", "--out", str(self.feed_key_path))
+            result = self.manage("tokenversion_feed_keygen", "--public-of", str(self.feed_key_path))
+            self._feed_public_key = result.stdout.strip().splitlines()[-1]
+        return self._feed_public_key
+
     def start_provider(self) -> Process:
         if self.provider is not None and self.provider.alive():
             return self.provider
+        self.ensure_feed_key()
         self.provider = Process(
             "provider",
             gunicorn("provider.wsgi", self.config.provider_port, workers=2, threads=self.config.provider_threads),
@@ -343,7 +361,8 @@ class Stack:
         elif kind == "redis":
             if not self.config.redis_url:
                 raise StackError("no Redis: set TOKENVERSION_TEST_REDIS_URL (scripts/services.sh env)")
-            store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url}
+            store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url,
+                                                                      "verify_keys": [self.ensure_feed_key()]}
         else:
             raise ValueError(kind)
         return {"SAMPLE_STORE": "custom", "TOKENVERSION_STORE": store,
