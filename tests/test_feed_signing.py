@@ -233,10 +233,14 @@ def test_a_replayed_hello_or_numbered_message_is_ignored_and_opens_no_gap(at_iss
     store._on_message(beat(4))
     assert store.stats["replays"] == 200
     assert store.stats["gaps"] == 0 and not store._gap_runs and store.stats["heartbeats"] == 3
-    # After a reconnection the run's numbering is forgotten, but not that its hello was seen.
+    # A reconnection forgets what the run certified (a gap until the next genuine message is closed over
+    # HTTP), not which of its messages were received: replays still open no gap.
     store._runs.clear()
     store._on_message(hello)
-    assert store.stats["replays"] == 201 and not store._gap_runs
+    store._on_message(captured)
+    assert store.stats["replays"] == 202 and not store._gap_runs
+    store._on_message(beat(5))
+    assert store._gap_runs == {"r1"}  # the genuine next message, after a reconnection: a gap, as before
 
 
 def test_the_store_refuses_misdirected_future_and_foreign_messages(at_iss):

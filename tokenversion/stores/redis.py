@@ -32,7 +32,7 @@ for another channel or issuer, dated more than ``LEEWAY`` in the future, or publ
 (feed credential included) can forge an event, a hello or a heartbeat.
 
 **Replays.** A signed message captured and published again is ignored: a ``hello`` for a run already seen,
-and a numbered message at or below the last number received in its run. Runs are remembered for
+and a numbered message at or below the highest number received in its run. Runs are remembered for
 ``RUN_MEMORY`` seconds, longer than ``MAX_MESSAGE_AGE``, across reconnections. Whatever still opens a gap,
 gap-closing catch-ups are rate-limited to one per ``gap_close_interval`` (default ``max_staleness / 4``, the
 rate of ``poll_when_silent``): no stream of messages becomes a stream of feed requests.
@@ -102,7 +102,8 @@ class RedisStore(RemoteStore):
         self.poll_when_silent = bool(poll_when_silent)
         self.verifier = FeedVerifier(verify_keys or ())
         self._runs: dict[str, _Run] = {}
-        self._seen_runs: dict[str, float] = {}  # run -> last message (monotonic); kept across reconnections
+        # run -> (last message, monotonic; highest number received), kept across reconnections: replays
+        self._seen_runs: dict[str, tuple[float, int]] = {}
         self._gap_runs: set[str] = set()
         self._next_http = 0.0
         self._next_gap_close = 0.0
@@ -225,9 +226,9 @@ class RedisStore(RemoteStore):
                 del self._runs[run]
                 self._gap_runs.discard(run)
         if len(self._seen_runs) > MAX_RUNS_REMEMBERED or any(
-                now - seen > RUN_MEMORY for seen in self._seen_runs.values()):
-            recent = sorted(self._seen_runs.items(), key=lambda item: item[1])[-MAX_RUNS_REMEMBERED:]
-            self._seen_runs = {run: seen for run, seen in recent if now - seen <= RUN_MEMORY}
+                now - seen > RUN_MEMORY for seen, _ in self._seen_runs.values()):
+            recent = sorted(self._seen_runs.items(), key=lambda item: item[1][0])[-MAX_RUNS_REMEMBERED:]
+            self._seen_runs = {run: seen for run, seen in recent if now - seen[0] <= RUN_MEMORY}
 
     def _http_work(self) -> None:
         """The HTTP feed: the first snapshot, gap closing, and polling while Redis certifies nothing."""
@@ -284,11 +285,12 @@ class RedisStore(RemoteStore):
             self._bad("malformed run or number")
             return
         now = time.monotonic()
-        state = self._runs.get(run)
-        if (kind == "hello" and run in self._seen_runs) or (state is not None and n <= state.last_n):
+        seen = self._seen_runs.get(run)
+        if seen is not None and (kind == "hello" or n <= seen[1]):
             self.stats["replays"] += 1  # a replay: ignored, never a gap (it would cost a feed request)
             return
-        self._seen_runs[run] = now
+        self._seen_runs[run] = (now, n)
+        state = self._runs.get(run)
         try:
             event, cursor, as_of = self._content(kind, message)
         except (WireError, CursorError):
