@@ -271,10 +271,10 @@ class Stack:
             "KEYCLOAK_ADMIN_USERNAME": c.admin_username,
             "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
             "TOKENVERSION_FEED_SECRETS": c.feed_secret,
-            # The Redis signing key, as production keeps it: a 0600 file (ensure_feed_key makes it)
-            "TOKENVERSION_FEED_SIGNING_KEY_FILE": str(self.feed_key_path),
             "PYTHONUNBUFFERED": "1",
-            **({"TOKENVERSION_REDIS_URL": c.redis_url} if c.redis_url else {}),
+            # With Redis, the signing key as production keeps it: a 0600 file, for the provider and publisher only
+            **({"TOKENVERSION_REDIS_URL": c.redis_url,
+                "TOKENVERSION_FEED_SIGNING_KEY_FILE": str(self.ensure_feed_key()[0])} if c.redis_url else {}),
             **c.extra_provider_env,
         }
         env.pop("TOKENVERSION_TEST_ISSUER", None)
@@ -320,20 +320,24 @@ class Stack:
     def feed_key_path(self) -> Path:
         return self.config.work_dir / "feed-signing.pem"
 
-    def ensure_feed_key(self) -> str:
-        """The Redis signing key file, made as docs/scaling.md says (``tokenversion_feed_keygen --out``) unless
-        an earlier run left one; answers the public value that services list in ``verify_keys``."""
+    def ensure_feed_key(self) -> tuple[Path, str]:
+        """The Redis signing key file (mode 0600, what ``tokenversion_feed_keygen --out`` writes), made unless an
+        earlier run left one, and the public value that services list in ``verify_keys``."""
+        from tokenversion.core.feed_protocol import FeedSigner, generate_signing_key, public_value
+
+        path = self.feed_key_path
         if self._feed_public_key is None:
-            if not self.feed_key_path.exists():
-                self.manage("tokenversion_feed_keygen", "--out", str(self.feed_key_path))
-            result = self.manage("tokenversion_feed_keygen", "--public-of", str(self.feed_key_path))
-            self._feed_public_key = result.stdout.strip().splitlines()[-1]
-        return self._feed_public_key
+            if not path.exists():
+                pem, _ = generate_signing_key()
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(pem)
+            self._feed_public_key = public_value(FeedSigner.from_pem(path.read_text()).public_key)
+        return path, self._feed_public_key
 
     def start_provider(self) -> Process:
         if self.provider is not None and self.provider.alive():
             return self.provider
-        self.ensure_feed_key()
         self.provider = Process(
             "provider",
             gunicorn("provider.wsgi", self.config.provider_port, workers=2, threads=self.config.provider_threads),
@@ -362,7 +366,7 @@ class Stack:
             if not self.config.redis_url:
                 raise StackError("no Redis: set TOKENVERSION_TEST_REDIS_URL (scripts/services.sh env)")
             store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url,
-                                                                      "verify_keys": [self.ensure_feed_key()]}
+                                                                      "verify_keys": [self.ensure_feed_key()[1]]}
         else:
             raise ValueError(kind)
         return {"SAMPLE_STORE": "custom", "TOKENVERSION_STORE": store,
