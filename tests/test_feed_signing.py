@@ -521,20 +521,26 @@ def test_a_services_full_configuration_neither_revokes_nor_unrevokes_on_other_se
                    what="forged and replayed messages to reach the service")
         before = health()
 
-        # Phase 1, genuine messages flowing: no forged revocation bites, the genuine one still does.
-        until = time.monotonic() + 2.0
+        # Phase 1, genuine messages flowing: no forged revocation bites, the genuine one still does. (503 would
+        # only mean a starved machine let the map go stale; it is not what this phase looks for.)
+        until, accepted = time.monotonic() + 2.0, 0
         while time.monotonic() < until:
-            assert status(victim_token) == 200
-            assert status(target_token) == 401
-            view = other.view(issuer, victim, "s1")
+            code = status(victim_token)
+            assert code in (200, 503), code  # never 401: no forged user, session or realm revocation applied
+            accepted += code == 200
+            assert status(target_token) in (401, 503)  # never 200: the genuine revocation is not undone
+            view = other.map.view(issuer, victim, "s1")
             assert view.subject.token_version == 0 and not view.session_revoked and view.realm_not_before is None
-            assert version_seen(other, target) == 1
+            assert map_version(other, target) == 1
             time.sleep(0.1)
+        assert accepted > 0
 
         # Phase 2, genuine messages withheld: the publisher stops, and a revocation commits that Redis never
         # carries. Forged and replayed heartbeats must not keep the service fresh: it refuses, never accepts.
         publisher.stop()
         stopped = time.monotonic()
+        time.sleep(0.3)  # what the publisher sent before it stopped has been delivered
+        at_stop = health()
         services.revoke_user(withheld, reason="compromise", actor=remote.actor())
         answers = []
         while time.monotonic() - stopped < 4.0:
@@ -544,8 +550,8 @@ def test_a_services_full_configuration_neither_revokes_nor_unrevokes_on_other_se
         assert late and set(late) == {503}, answers
         assert refuses(other)
         during = health()
+        assert during["heartbeats"] == at_stop["heartbeats"]  # not one forged or replayed heartbeat counted
         assert during["rounds"] - before["rounds"] <= 1  # replays never became feed requests
-        assert during["heartbeats"] - before["heartbeats"] <= 50  # the genuine ones, until the stop
 
         # The attacker stops: what did it try?
         attacker.stop()
@@ -560,7 +566,7 @@ def test_a_services_full_configuration_neither_revokes_nor_unrevokes_on_other_se
         wait_until(lambda: status(withheld_token) == 401, 15, what="the withheld revocation to bite")
         wait_until(lambda: version_seen(other, withheld) == 1, 15, what="the other store to catch up")
         assert status(victim_token) == 200 and status(target_token) == 401
-        assert other.view(issuer, victim, "s1") == other.view(issuer, "never-revoked", "s2")
+        assert other.map.view(issuer, victim, "s1") == other.map.view(issuer, "never-revoked", "s2")
         assert not RevocationEvent.objects.filter(subject=victim).exists()
         assert not RevocationEvent.objects.filter(scope="realm").exists()
     finally:
