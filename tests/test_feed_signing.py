@@ -384,8 +384,11 @@ def test_a_signing_key_on_a_service_is_w020(check_ids, monkeypatch):
 
     installed = apps.is_installed
     monkeypatch.setattr(apps, "is_installed", lambda name: name != "tokenversion_server" and installed(name))
-    assert check_ids(FEED_SIGNING_KEY=FEED_SIGNING_KEY) == ["tokenversion.W020"]
-    assert check_ids(FEED_SIGNING_KEY=None) == []
+    # A service reads a remote store (the database store without the provider's app is E007 of its own).
+    service = {"STORE": "tokenversion.stores.feed.HttpFeedStore",
+               "STORE_OPTIONS": {"feed_url": "https://provider.example.com/tokenversion/feed", "secret": "s" * 40}}
+    assert check_ids(FEED_SIGNING_KEY=FEED_SIGNING_KEY, **service) == ["tokenversion.W020"]
+    assert check_ids(FEED_SIGNING_KEY=None, **service) == []
 
 
 REDIS_STORE = "tokenversion.stores.redis.RedisStore"
