@@ -51,6 +51,8 @@ from typing import Any
 from _provider import claims_call, ensure_database, free_port, provider_env, wait_ready
 from _setup import RESULTS, ROOT, load, percentile, print_machine, pyplot, save
 
+from tokenversion.core.feed_protocol import generate_signing_key
+
 REST_DATABASE_URL = os.environ.get("PROPAGATION_DATABASE_URL",
                                    "postgres://tokenversion:tokenversion@127.0.0.1:55432/tv_propagation")
 KC_DATABASE_URL = os.environ.get("PROPAGATION_KC_DATABASE_URL",
@@ -219,8 +221,10 @@ def run_rest(args: argparse.Namespace) -> dict[str, FeedResult]:
     with ExitStack() as stack:
         jwks = JWKSServer()
         stack.callback(jwks.close)
+        signing_key, verify_key = generate_signing_key()  # this run's Redis signing key pair, never written down
         env = provider_env(REST_DATABASE_URL, TOKENVERSION_ISSUER=jwks.issuer, TOKENVERSION_FEED_SECRETS=FEED_SECRET,
-                           TOKENVERSION_REDIS_URL=REDIS_URL, TOKENVERSION_REDIS_CHANNEL=channel)
+                           TOKENVERSION_REDIS_URL=REDIS_URL, TOKENVERSION_REDIS_CHANNEL=channel,
+                           TOKENVERSION_FEED_SIGNING_KEY=signing_key)
         ensure_database(REST_DATABASE_URL)
         key = admin_token(env)
         port = free_port()
@@ -233,7 +237,8 @@ def run_rest(args: argparse.Namespace) -> dict[str, FeedResult]:
                     feed_stack.enter_context(process([PYTHON, "manage.py", "tokenversion_publisher"], env,
                                                      log_name="publisher"))
                     store = "tokenversion.stores.redis.RedisStore"
-                    options = {"redis_url": REDIS_URL, "channel": channel, "poll_when_silent": False}
+                    options = {"redis_url": REDIS_URL, "channel": channel, "poll_when_silent": False,
+                               "verify_keys": [verify_key]}
                 else:
                     store, options = "tokenversion.stores.feed.HttpFeedStore", {}
                 options.update(feed_url=f"{provider}/tokenversion/feed", secret=FEED_SECRET)

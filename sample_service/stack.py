@@ -182,6 +182,7 @@ class Stack:
         self.publisher: Process | None = None
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
+        self._feed_public_key: str | None = None
         self._lock: TextIO | None = None
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -271,7 +272,9 @@ class Stack:
             "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
             "TOKENVERSION_FEED_SECRETS": c.feed_secret,
             "PYTHONUNBUFFERED": "1",
-            **({"TOKENVERSION_REDIS_URL": c.redis_url} if c.redis_url else {}),
+            # With Redis, the signing key as production keeps it: a 0600 file, for the provider and publisher only
+            **({"TOKENVERSION_REDIS_URL": c.redis_url,
+                "TOKENVERSION_FEED_SIGNING_KEY_FILE": str(self.ensure_feed_key()[0])} if c.redis_url else {}),
             **c.extra_provider_env,
         }
         env.pop("TOKENVERSION_TEST_ISSUER", None)
@@ -313,6 +316,25 @@ class Stack:
                              "--provider-url", self.config.provider_url, *extra)
         return result.stdout
 
+    @property
+    def feed_key_path(self) -> Path:
+        return self.config.work_dir / "feed-signing.pem"
+
+    def ensure_feed_key(self) -> tuple[Path, str]:
+        """The Redis signing key file (mode 0600, what ``tokenversion_feed_keygen --out`` writes), made unless an
+        earlier run left one, and the public value that services list in ``verify_keys``."""
+        from tokenversion.core.feed_protocol import FeedSigner, generate_signing_key, public_value
+
+        path = self.feed_key_path
+        if self._feed_public_key is None:
+            if not path.exists():
+                pem, _ = generate_signing_key()
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(pem)
+            self._feed_public_key = public_value(FeedSigner.from_pem(path.read_text()).public_key)
+        return path, self._feed_public_key
+
     def start_provider(self) -> Process:
         if self.provider is not None and self.provider.alive():
             return self.provider
@@ -343,7 +365,8 @@ class Stack:
         elif kind == "redis":
             if not self.config.redis_url:
                 raise StackError("no Redis: set TOKENVERSION_TEST_REDIS_URL (scripts/services.sh env)")
-            store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url}
+            store, options = "tokenversion.stores.redis.RedisStore", {**options, "redis_url": self.config.redis_url,
+                                                                      "verify_keys": [self.ensure_feed_key()[1]]}
         else:
             raise ValueError(kind)
         return {"SAMPLE_STORE": "custom", "TOKENVERSION_STORE": store,

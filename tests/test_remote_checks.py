@@ -11,11 +11,13 @@ import pytest
 from django.core.checks import run_checks
 
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET
+from tests.feed_settings import FEED_VERIFY_KEY
 from tests.remote_helpers import ROOT
 
 REDIS = "tokenversion.stores.redis.RedisStore"
 FEED = "tokenversion.stores.feed.HttpFeedStore"
 GOOD = {"feed_url": "https://provider.example.com/tokenversion/feed", "secret": "s" * 40}
+KEYS = {"verify_keys": [FEED_VERIFY_KEY]}  # RedisStore: the provider's feed public key (tests/test_feed_signing.py)
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +36,7 @@ def ids(tv_settings):
 
 def test_sound_remote_store_settings_are_silent(ids):
     assert ids(STORE=FEED, STORE_OPTIONS=GOOD) == []
-    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, "redis_url": "rediss://redis.example.com:6380/0"}) == []
+    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, **KEYS, "redis_url": "rediss://redis.example.com:6380/0"}) == []
     assert ids(FEED_SECRETS=["f" * 40]) == []
 
 
@@ -56,9 +58,9 @@ def test_unusable_store_options_are_e006(ids, store, options):
 def test_clear_text_off_loopback_is_w011(ids):
     assert ids(STORE=FEED, STORE_OPTIONS={**GOOD, "feed_url": "http://provider.internal/tokenversion/feed"}) == [
         "tokenversion.W011"]
-    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, "redis_url": "redis://redis.internal:6379"}) == [
+    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, **KEYS, "redis_url": "redis://redis.internal:6379"}) == [
         "tokenversion.W011"]
-    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, "redis_url": "redis://127.0.0.1:6379"}) == []
+    assert ids(STORE=REDIS, STORE_OPTIONS={**GOOD, **KEYS, "redis_url": "redis://127.0.0.1:6379"}) == []
 
 
 @pytest.mark.parametrize("secrets", [["short"], [EVENT_SECRET], ["f" * 40, MAPPER_SECRET]])

@@ -18,17 +18,18 @@ import uuid
 import pytest
 from django.db import connection, connections, transaction
 
-from tests.feed_settings import FEED_SECRET
+from tests.feed_settings import FEED_SECRET, FEED_SIGNING_KEY, FEED_VERIFY_KEY
 from tests.remote_helpers import Process, RedisServer, WebProcess, django_env, http_get, wait_until
 from tokenversion.core.errors import StoreUnavailable
-from tokenversion.core.feed_protocol import Cursor, seal, unseal
+from tokenversion.core.feed_protocol import Cursor, FeedSigner, FeedVerifier, generate_signing_key
 from tokenversion.stores.feed import HttpFeedStore
 from tokenversion.stores.redis import RedisStore
 from tokenversion_server import services
 from tokenversion_server.models import RevocationEvent
-from tokenversion_server.publish import Publisher, redis_client
+from tokenversion_server.publish import Publisher, feed_signer, redis_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
+VERIFIER = FeedVerifier([FEED_VERIFY_KEY])
 
 
 def actor():
@@ -209,6 +210,11 @@ def test_a_restored_provider_database_makes_the_store_take_a_new_snapshot(provid
 # Redis.
 
 
+def publish_here(tv_settings, url: str, channel: str) -> None:
+    """This test process publishes its revocations on Redis (the fast path), signed like the provider's."""
+    tv_settings(REDIS_URL=url, REDIS_CHANNEL=channel, FEED_SECRETS=[FEED_SECRET], FEED_SIGNING_KEY=FEED_SIGNING_KEY)
+
+
 def start_publisher(db_name, jwks_server, url, channel) -> Process:
     """The publisher process, once it is publishing (Django takes a while to start on a busy machine)."""
     process = publisher_process(db_name, jwks_server.issuer, url, channel).start()
@@ -223,11 +229,11 @@ def start_publisher(db_name, jwks_server, url, channel) -> Process:
 
 def test_redis_store_fast_path_and_certified_freshness(provider, redis_url, channel, db_name, jwks_server, stores,
                                                        tv_settings):
-    tv_settings(REDIS_URL=redis_url, REDIS_CHANNEL=channel, FEED_SECRETS=[FEED_SECRET])
+    publish_here(tv_settings, redis_url, channel)
     publisher = start_publisher(db_name, jwks_server, redis_url, channel)
     try:
         store = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
-                           poll_when_silent=False)
+                           verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False)
         stores.append(store)
         wait_until(lambda: fresh(store) and store.stats["heartbeats"] > 0, 15, what="certified freshness")
         delays = []
@@ -250,9 +256,9 @@ def test_a_live_connection_without_a_publisher_is_not_fresh(provider, redis_url,
     publisher = start_publisher(db_name, jwks_server, redis_url, channel)
     try:
         strict = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
-                            poll_when_silent=False, max_staleness=0.5)
+                            verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False, max_staleness=0.5)
         polling = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
-                             max_staleness=0.5)
+                             verify_keys=[FEED_VERIFY_KEY], max_staleness=0.5)
         stores.extend([strict, polling])
         wait_until(lambda: fresh(strict) and fresh(polling), 15, what="certified freshness")
         publisher.kill()
@@ -261,8 +267,9 @@ def test_a_live_connection_without_a_publisher_is_not_fresh(provider, redis_url,
         client = redis_client(redis_url)
         try:
             for forged in (json.dumps({"type": "heartbeat", "run": "x", "n": 2, "as_of": time.time()}).encode(),
-                           seal({"type": "heartbeat", "run": "x", "n": 2, "cursor": "v1.0.0.0",
-                                 "as_of": time.time()}, "not-the-secret")):
+                           FeedSigner.from_pem(generate_signing_key()[0]).seal(
+                               {"type": "heartbeat", "run": "x", "n": 2, "cursor": "v1.0.0.0", "as_of": time.time()},
+                               channel, services.resolve_issuer(None))):
                 for _ in range(3):
                     client.publish(channel, forged)
                     time.sleep(0.1)
@@ -289,7 +296,7 @@ def test_killing_redis_mid_stream_loses_no_revocation(provider, db_name, jwks_se
     own = RedisServer().start()
     channel = "tokenversion:restart"
     publisher = start_publisher(db_name, jwks_server, own.url, channel)
-    tv_settings(REDIS_URL=own.url, REDIS_CHANNEL=channel, FEED_SECRETS=[FEED_SECRET])
+    publish_here(tv_settings, own.url, channel)
     plain_seen: set[str] = set()
     stop_plain = threading.Event()
 
@@ -304,7 +311,8 @@ def test_killing_redis_mid_stream_loses_no_revocation(provider, db_name, jwks_se
                 while not stop_plain.is_set():
                     message = pubsub.get_message(timeout=0.05)
                     if message and message["type"] == "message":
-                        event = unseal(message["data"], [FEED_SECRET]).get("event") or {}
+                        opened = VERIFIER.open(message["data"], channel, services.resolve_issuer(None))
+                        event = opened.get("event") or {}
                         plain_seen.add(event.get("subject", ""))
             except (redis.RedisError, OSError):
                 time.sleep(0.05)
@@ -313,7 +321,7 @@ def test_killing_redis_mid_stream_loses_no_revocation(provider, db_name, jwks_se
     plain.start()
     try:
         store = RedisStore(redis_url=own.url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
-                           poll_when_silent=False, timeout=1.0)
+                           verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False, timeout=1.0)
         stores.append(store)
         wait_until(lambda: fresh(store) and store.stats["heartbeats"] > 0, 15, what="certified freshness")
         subjects = [f"stream-{i}" for i in range(60)]
@@ -341,14 +349,16 @@ def test_killing_redis_mid_stream_loses_no_revocation(provider, db_name, jwks_se
         own.stop()
 
 
-def test_the_publisher_never_certifies_past_a_revocation_in_flight(redis_url, channel):
+def test_the_publisher_never_certifies_past_a_revocation_in_flight(redis_url, channel, tv_settings):
     """The out-of-order commit case, for the publisher: its heartbeats' cursor stays below an id whose
     transaction is still open, and the row is published before any heartbeat that covers it."""
     listener = redis_client(redis_url).pubsub()
     listener.subscribe(channel)
     wait_until(lambda: (listener.get_message(timeout=0.05) or {}).get("type") == "subscribe", 5,
                what="the subscription")
-    publisher = Publisher(redis_client(redis_url), channel, FEED_SECRET, "default", interval=0.05)
+    tv_settings(FEED_SIGNING_KEY=FEED_SIGNING_KEY)
+    issuer = services.resolve_issuer(None)
+    publisher = Publisher(redis_client(redis_url), channel, feed_signer(), issuer, "default", interval=0.05)
 
     def messages():
         """Everything published until the channel has been quiet for 0.3 s."""
@@ -356,7 +366,7 @@ def test_the_publisher_never_certifies_past_a_revocation_in_flight(redis_url, ch
         while time.monotonic() < quiet_until:
             message = listener.get_message(timeout=0.05)
             if message and message["type"] == "message":
-                out.append(unseal(message["data"], [FEED_SECRET]))
+                out.append(VERIFIER.open(message["data"], channel, issuer))
                 quiet_until = time.monotonic() + 0.3
         return out
 
@@ -408,11 +418,12 @@ def test_a_service_without_the_providers_database_refuses_a_revoked_token(kind, 
                                                                           jwks_server, tv_settings):
     publisher = None
     if kind == "redis":
-        tv_settings(REDIS_URL=redis_url, REDIS_CHANNEL=channel, FEED_SECRETS=[FEED_SECRET])
+        publish_here(tv_settings, redis_url, channel)
         publisher = start_publisher(db_name, jwks_server, redis_url, channel)
         # No HTTP polling when silent: the service must be kept fresh by the publisher's heartbeats.
         store = "tokenversion.stores.redis.RedisStore"
-        options = {"redis_url": redis_url, "channel": channel, "poll_when_silent": False}
+        options = {"redis_url": redis_url, "channel": channel, "poll_when_silent": False,
+                   "verify_keys": [FEED_VERIFY_KEY]}
     else:
         store, options = "tokenversion.stores.feed.HttpFeedStore", {}
     options.update(feed_url=feed_url(provider), secret=FEED_SECRET)

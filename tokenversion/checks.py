@@ -88,6 +88,11 @@ def check_settings(app_configs=None, **kwargs):
     if conf.leeway > 60:
         errors.append(Warning(f"LEEWAY is {conf.leeway:g} s: expired tokens stay valid that long.",
                               id="tokenversion.W005"))
+    if conf.feed_signing_key and not apps.is_installed(PROVIDER_APP):
+        errors.append(Warning("TOKENVERSION['FEED_SIGNING_KEY'] is set on a service: it can sign Redis messages "
+                              "that every service believes. Services need only the public key (verify_keys).",
+                              hint="Remove it here; keep it on the provider and the publisher only.",
+                              id="tokenversion.W020"))
     return errors
 
 

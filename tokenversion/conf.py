@@ -58,7 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "BACKCHANNEL_AUDIENCE": None,
     "BACKCHANNEL_MAX_AGE": 300,  # seconds: logout tokens issued longer ago are refused, whatever their exp
     # Revocation feed for services without the provider's database (docs/scaling.md).
-    "FEED_SECRETS": [],  # X-TokenVersion-Secret values accepted by /tokenversion/feed/*; the first signs Redis messages
+    "FEED_SECRETS": [],  # X-TokenVersion-Secret values accepted by /tokenversion/feed/* (read access; signs nothing)
+    # Ed25519 private key signing Redis messages (PEM text, or the path of a PEM file): provider and publisher only
+    "FEED_SIGNING_KEY": None,
     "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
     "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
     "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
@@ -112,6 +114,8 @@ class TokenVersionSettings:
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
     store_moved_from: str | None = None  # the old dotted path STORE named, when it names a moved store (W012)
+
+    feed_signing_key: str | None = None
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -218,6 +222,7 @@ def _load() -> TokenVersionSettings:
         "redis_url": merged["REDIS_URL"] or None,
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),
+        "feed_signing_key": str(merged["FEED_SIGNING_KEY"]).strip() if merged["FEED_SIGNING_KEY"] else None,
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

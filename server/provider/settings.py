@@ -103,6 +103,9 @@ TOKENVERSION = {
     # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
     "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
     "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
+    # The Ed25519 key that signs Redis messages: a PEM file (preferred) or the PEM text itself. Only this
+    # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).
+    "FEED_SIGNING_KEY": env_str("TOKENVERSION_FEED_SIGNING_KEY_FILE") or env_str("TOKENVERSION_FEED_SIGNING_KEY"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
 }
 

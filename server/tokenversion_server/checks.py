@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.checks import Tags, Warning, register
+import os
+
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from tokenversion.conf import get_settings
@@ -15,7 +17,7 @@ def check_provider_settings(app_configs=None, **kwargs):
         conf = get_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError):
         return []  # tokenversion.E000 (the service side's check) reports it
-    return _check_server(conf)
+    return _check_server(conf) + _check_signing_key(conf)
 
 
 def _check_server(conf):
@@ -42,3 +44,27 @@ def _check_server(conf):
                              "mapper or event secret: every service holds the feed secret.",
                              hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
     return found
+
+
+def _check_signing_key(conf):
+    """E010: Redis publication without a usable signing key; W021: a key file others can read."""
+    if not conf.redis_url and not conf.feed_signing_key:
+        return []
+    from .publish import feed_signer
+
+    try:
+        feed_signer()
+    except ImproperlyConfigured as exc:
+        return [Error(f"{exc}.", hint="manage.py tokenversion_feed_keygen --out <file>, then set "
+                                      "TOKENVERSION_FEED_SIGNING_KEY_FILE (docs/scaling.md).",
+                      id="tokenversion.E010")]
+    key = conf.feed_signing_key
+    if "-----BEGIN" not in key:
+        try:
+            mode = os.stat(key).st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            return [Warning(f"The feed signing key file {key!r} can be read by other users (mode "
+                            f"{mode & 0o777:o}).", hint="chmod 600 it.", id="tokenversion.W021")]
+    return []

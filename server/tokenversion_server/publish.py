@@ -1,7 +1,9 @@
 """Publishing revocations on Redis pub/sub, for the ``RedisStore`` of remote services.
 
-Two publishers share one channel (``REDIS_CHANNEL``), every message signed with ``FEED_SECRETS[0]``
-(``core.feed_protocol.seal``):
+Two publishers share one channel (``REDIS_CHANNEL``), every message signed with the Ed25519 key
+``FEED_SIGNING_KEY`` and addressed to the channel and the issuer (``core.feed_protocol.FeedSigner``). Only the
+provider's processes and the publisher hold that key; services verify with its public key. The HTTP feed's
+credential (``FEED_SECRETS``) signs nothing.
 
 **The fast path** (any provider process). After a revocation commits, ``revocation_committed`` makes the
 process publish it at once: ``{"type": "event", "event": {...}}``. This is what makes a revocation bite
@@ -33,10 +35,11 @@ import threading
 import time
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from tokenversion.conf import get_settings, on_reset
-from tokenversion.core.feed_protocol import Cursor, seal
+from tokenversion.core.feed_protocol import Cursor, FeedKeyError, FeedSigner
 from tokenversion.core.revocation_map import FeedEvent
 from tokenversion_server.signals import revocation_committed
 
@@ -52,6 +55,48 @@ def redis_client(url: str, timeout: float = 1.0):
 
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                 health_check_interval=0)
+
+
+# The signing key.
+
+_signer: FeedSigner | None = None
+
+
+def read_signing_key(value: str) -> str:
+    """``FEED_SIGNING_KEY``: PEM text (it contains ``-----BEGIN``; line breaks may be written ``\\n``), otherwise
+    the path of a PEM file."""
+    if "-----BEGIN" in value:
+        # an environment file cannot hold line breaks: accept them written as \n
+        return value.replace("\\n", "\n") if "\n" not in value else value
+    try:
+        with open(value, encoding="ascii") as handle:
+            return handle.read(64 * 1024)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"TOKENVERSION['FEED_SIGNING_KEY']: cannot read the key file {value!r} "
+                                   f"({type(exc).__name__})") from None
+
+
+def feed_signer() -> FeedSigner:
+    """The provider's Redis signing key; ``ImproperlyConfigured`` (with no key material) when unset or unusable."""
+    global _signer
+    if _signer is None:
+        value = get_settings().feed_signing_key
+        if not value:
+            raise ImproperlyConfigured("TOKENVERSION['FEED_SIGNING_KEY'] is not set: Redis messages cannot be "
+                                       "signed (create one with manage.py tokenversion_feed_keygen)")
+        try:
+            _signer = FeedSigner.from_pem(read_signing_key(value))
+        except FeedKeyError as exc:
+            raise ImproperlyConfigured(f"TOKENVERSION['FEED_SIGNING_KEY']: {exc}") from None
+    return _signer
+
+
+def _reset_signer() -> None:
+    global _signer
+    _signer = None
+
+
+on_reset(_reset_signer)
 
 
 # The fast path.
@@ -88,17 +133,21 @@ def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
     """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
     global _fast_client, _fast_paused_until
     conf = get_settings()
-    if not conf.redis_url or not conf.feed_secrets or record is None:
+    if not conf.redis_url or record is None:
         return
     if time.monotonic() < _fast_paused_until:
         return
     try:
-        message = seal({"type": "event", "event": event_of(record).to_wire()}, conf.feed_secrets[0])
+        message = feed_signer().seal({"type": "event", "event": event_of(record).to_wire()}, conf.redis_channel,
+                                     conf.issuer or "")
         with _fast_lock:
             if _fast_client is None:
                 _fast_client = redis_client(conf.redis_url, timeout=0.5)
             client = _fast_client
         client.publish(conf.redis_channel, message)
+    except ImproperlyConfigured as exc:  # no usable signing key (system check tokenversion.E010 says so too)
+        _fast_paused_until = time.monotonic() + FAST_PATH_PAUSE
+        logger.error("fast-path publish of a revocation skipped: %s", exc)
     except Exception as exc:  # redis errors, a missing redis package, anything: log and carry on
         _fast_paused_until = time.monotonic() + FAST_PATH_PAUSE
         logger.warning("fast-path publish of a revocation failed (%s); the publisher will certify it, "
@@ -115,9 +164,9 @@ def connect_fast_path() -> None:
 class Publisher:
     """Tails the audit trail and publishes numbered events and heartbeats (see the module docstring)."""
 
-    def __init__(self, client: Any, channel: str, secret: str, using: str, interval: float = 0.2,
-                 page_size: int = 1000) -> None:
-        self.client, self.channel, self.secret, self.using = client, channel, secret, using
+    def __init__(self, client: Any, channel: str, signer: FeedSigner, issuer: str, using: str,
+                 interval: float = 0.2, page_size: int = 1000) -> None:
+        self.client, self.channel, self.signer, self.issuer, self.using = client, channel, signer, issuer, using
         self.interval, self.page_size = interval, page_size
         self.stats = {"runs": 0, "events": 0, "heartbeats": 0, "redis_errors": 0, "database_errors": 0}
         self.new_run()
@@ -131,7 +180,7 @@ class Publisher:
     def _send(self, message: dict[str, Any]) -> None:
         self.n += 1
         message.update(run=self.run, n=self.n)
-        self.client.publish(self.channel, seal(message, self.secret))
+        self.client.publish(self.channel, self.signer.seal(message, self.channel, self.issuer))
 
     def tick(self) -> bool:
         """One round; False when nothing could be certified (the settled horizon could not be proven)."""

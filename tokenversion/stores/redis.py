@@ -24,8 +24,18 @@ published, so it cannot make the map look fresher than it is, as long as the clo
 validation already assumes (``exp``, ``LEEWAY``). A service clock *behind* the publisher's is clamped to
 "fresh now", never the future; the time since the heartbeat arrived always counts.
 
-Messages are HMAC-signed with the feed secret (``core.feed_protocol``): a Redis client that can publish
-cannot forge events or heartbeats. Unsigned or badly signed messages are counted and dropped.
+**Signed, addressed, dated.** Messages are Ed25519-signed by the provider and the certifying publisher
+(``core.feed_protocol``); the store holds only public keys (``verify_keys``), which verify but cannot sign. A
+message is refused (counted and dropped) when it is unsigned, signed with a key not in ``verify_keys``, signed
+for another channel or issuer, dated more than ``LEEWAY`` in the future, or published more than
+``MAX_MESSAGE_AGE`` (20 s) ago. So neither a Redis client nor a service holding this whole configuration
+(feed credential included) can forge an event, a hello or a heartbeat.
+
+**Replays.** A signed message captured and published again is ignored: a ``hello`` for a run already seen,
+and a numbered message at or below the highest number received in its run. Runs are remembered for
+``RUN_MEMORY`` seconds, longer than ``MAX_MESSAGE_AGE``, across reconnections. Whatever still opens a gap,
+gap-closing catch-ups are rate-limited to one per ``gap_close_interval`` (default ``max_staleness / 4``, the
+rate of ``poll_when_silent``): no stream of messages becomes a stream of feed requests.
 
 Settings::
 
@@ -35,8 +45,9 @@ Settings::
             "redis_url": "redis://redis.internal:6379/0",
             "channel": "tokenversion:revocations",          # the provider's REDIS_CHANNEL
             "feed_url": "https://provider.example.com/tokenversion/feed",
-            "secret": "<one of the provider's FEED_SECRETS>",
-            # "max_staleness": 1.0, "poll_when_silent": True, "verify_secrets": [...], "fallback": None,
+            "secret": "<one of the provider's FEED_SECRETS>",     # the HTTP feed credential (gap closing)
+            "verify_keys": ["<public key printed by manage.py tokenversion_feed_keygen>"],
+            # "max_staleness": 1.0, "poll_when_silent": True, "gap_close_interval": 0.25, "fallback": None,
         },
     }
 """
@@ -49,12 +60,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.feed_protocol import Cursor, CursorError, unseal
+from ..conf import get_settings
+from ..core.feed_protocol import MAX_MESSAGE_AGE, Cursor, CursorError, EnvelopeError, FeedKeyError, FeedVerifier
 from ..core.revocation_map import FeedEvent, WireError, parse_event, parse_time
-from .remote import FeedError, RemoteStore, check_common_options
+from .remote import FeedError, RemoteStore, _positive, check_common_options
 
 logger = logging.getLogger("tokenversion")
-RUN_FORGET_AFTER = 30.0  # seconds without a message from a run: forget it
+RUN_FORGET_AFTER = 30.0  # seconds without a message from a run: forget its numbering (a new stretch: a gap)
+RUN_MEMORY = 3 * MAX_MESSAGE_AGE  # seconds a run id is remembered as seen (a replayed hello is then ignored)
+MAX_RUNS_REMEMBERED = 4096
+# bad_messages counts every refused message; these count some reasons apart
+_REFUSALS = {"misdirected": "misdirected", "future": "out_of_time", "expired": "out_of_time"}
 
 
 @dataclass
@@ -67,27 +83,39 @@ class _Run:
 class RedisStore(RemoteStore):
     thread_name = "tokenversion-redis-store"
 
-    def __init__(self, redis_url: str, feed_url: str, secret: str, channel: str = "tokenversion:revocations",
-                 poll_when_silent: bool = True, verify_secrets: list[str] | None = None, **options: Any) -> None:
+    def __init__(self, redis_url: str, feed_url: str, secret: str, verify_keys: list[str] | None = None,
+                 channel: str = "tokenversion:revocations", poll_when_silent: bool = True,
+                 gap_close_interval: float | None = None, **options: Any) -> None:
         problems = self.check_options({"redis_url": redis_url, "feed_url": feed_url, "secret": secret,
-                                       "channel": channel, **options})
+                                       "verify_keys": verify_keys, "channel": channel,
+                                       **({} if gap_close_interval is None else
+                                          {"gap_close_interval": gap_close_interval}), **options})
         if problems:
             from django.core.exceptions import ImproperlyConfigured
 
             raise ImproperlyConfigured("; ".join(problems))
+        conf = get_settings()
         self.redis_url = redis_url
         self.channel = channel
+        self.issuer = conf.issuer or ""
+        self.future_skew = conf.leeway
         self.poll_when_silent = bool(poll_when_silent)
-        self.verify_secrets = list(verify_secrets or [secret])
+        self.verifier = FeedVerifier(verify_keys or ())
         self._runs: dict[str, _Run] = {}
+        # run -> (last message, monotonic; highest number received), kept across reconnections: replays
+        self._seen_runs: dict[str, tuple[float, int]] = {}
         self._gap_runs: set[str] = set()
         self._next_http = 0.0
+        self._next_gap_close = 0.0
         self._last_message = 0.0
         self._last_ping = 0.0
         autostart = options.pop("autostart", True)
         super().__init__(feed_url, secret, autostart=False, **options)
+        self.gap_close_interval = (self.max_staleness / 4 if gap_close_interval is None
+                                   else float(gap_close_interval))
         self.stats.update({"connects": 0, "redis_errors": 0, "gaps": 0, "gap_closes": 0, "heartbeats": 0,
-                           "fast_events": 0, "events": 0, "bad_messages": 0, "silent_polls": 0})
+                           "fast_events": 0, "events": 0, "bad_messages": 0, "misdirected": 0, "out_of_time": 0,
+                           "replays": 0, "silent_polls": 0})
         if autostart:
             self.start()
 
@@ -100,6 +128,24 @@ class RedisStore(RemoteStore):
         channel = options.get("channel", "tokenversion:revocations")
         if not isinstance(channel, str) or not channel:
             problems.append("channel must be a non-empty string")
+        if "verify_secrets" in options:
+            problems.append("verify_secrets is gone: Redis messages are Ed25519-signed; list the provider's "
+                            "public keys in verify_keys (docs/scaling.md)")
+        keys = options.get("verify_keys")
+        if not isinstance(keys, list | tuple) or not keys:
+            problems.append("verify_keys (the provider's feed public keys, printed by manage.py "
+                            "tokenversion_feed_keygen) must be a non-empty list")
+        else:
+            for i, key in enumerate(keys):
+                try:
+                    FeedVerifier([key])
+                except FeedKeyError as exc:
+                    problems.append(f"verify_keys[{i}]: {exc}")
+        if "gap_close_interval" in options:
+            try:
+                _positive(options["gap_close_interval"], "gap_close_interval")
+            except ValueError as exc:
+                problems.append(str(exc))
         return problems
 
     # The thread.
@@ -179,16 +225,21 @@ class RedisStore(RemoteStore):
             if now - state.seen > RUN_FORGET_AFTER:
                 del self._runs[run]
                 self._gap_runs.discard(run)
+        if len(self._seen_runs) > MAX_RUNS_REMEMBERED or any(
+                now - seen > RUN_MEMORY for seen, _ in self._seen_runs.values()):
+            recent = sorted(self._seen_runs.items(), key=lambda item: item[1][0])[-MAX_RUNS_REMEMBERED:]
+            self._seen_runs = {run: seen for run, seen in recent if now - seen[0] <= RUN_MEMORY}
 
     def _http_work(self) -> None:
         """The HTTP feed: the first snapshot, gap closing, and polling while Redis certifies nothing."""
         now = time.monotonic()
         if now < self._next_http:
             return
-        gaps = set(self._gap_runs)
+        gap_due = bool(self._gap_runs) and now >= self._next_gap_close  # rate-limited: see the module docstring
         silent = self.poll_when_silent and self.staleness() > self.max_staleness / 2
-        if self.cursor is not None and not gaps and not silent:
+        if self.cursor is not None and not gap_due and not silent:
             return
+        gaps = set(self._gap_runs)  # a catch-up closes every gap opened before it started
         try:
             self.catch_up(0.0)
         except FeedError as exc:
@@ -202,6 +253,7 @@ class RedisStore(RemoteStore):
                 state.synced = True
         if gaps:
             self.stats["gap_closes"] += 1
+            self._next_gap_close = time.monotonic() + self.gap_close_interval
         self._gap_runs -= gaps
         if silent and not gaps:
             self.stats["silent_polls"] += 1
@@ -210,25 +262,35 @@ class RedisStore(RemoteStore):
     # Messages.
 
     def _on_message(self, data: Any) -> None:
-        try:
-            message = unseal(data if isinstance(data, bytes | str) else b"", self.verify_secrets)
-        except ValueError:
-            self._bad("unsigned or unreadable message dropped")
+        try:  # the one signature verification of this message
+            message = self.verifier.open(data if isinstance(data, bytes | str) else b"", self.channel, self.issuer,
+                                         future_skew=self.future_skew)
+        except EnvelopeError as exc:
+            if exc.reason in _REFUSALS:
+                self.stats[_REFUSALS[exc.reason]] += 1
+            self._bad(f"message refused ({exc.reason})")
             return
         kind, run, n = message.get("type"), message.get("run"), message.get("n")
         if run is None:  # the fast path: apply, but it proves nothing about freshness
             try:
                 if kind != "event":
                     raise WireError("unnumbered messages are events")
-                self.map.apply(parse_event(message.get("event")))
+                self.map.apply(self._event(message))
                 self.stats["fast_events"] += 1
             except WireError:
                 self._bad("malformed fast-path event dropped")
             return
-        if not isinstance(run, str) or not 0 < len(run) <= 64 or type(n) is not int or n < 1:
+        if not isinstance(run, str) or not 0 < len(run) <= 64 or type(n) is not int or n < 1 or (
+                (kind == "hello") != (n == 1)):
             self._bad("malformed run or number")
             return
         now = time.monotonic()
+        seen = self._seen_runs.get(run)
+        if seen is not None and (kind == "hello" or n <= seen[1]):
+            self.stats["replays"] += 1  # a replay: ignored, never a gap (it would cost a feed request)
+            return
+        self._seen_runs[run] = (now, n)
+        state = self._runs.get(run)
         try:
             event, cursor, as_of = self._content(kind, message)
         except (WireError, CursorError):
@@ -236,8 +298,7 @@ class RedisStore(RemoteStore):
             self._bad("malformed numbered message")
             self._open_gap(run, n, now)
             return
-        state = self._runs.get(run)
-        if kind == "hello" and n == 1:
+        if kind == "hello":
             synced = self.cursor is not None and cursor is not None and self.cursor.safe >= cursor.safe
             self._runs[run] = _Run(1, synced, now)
             if not synced:
@@ -259,10 +320,15 @@ class RedisStore(RemoteStore):
                     self._sync_lock.release()
             self.mark_fresh(now - max(0.0, time.time() - as_of))
 
-    @staticmethod
-    def _content(kind: Any, message: dict[str, Any]) -> tuple[FeedEvent | None, Cursor | None, float]:
+    def _event(self, message: dict[str, Any]) -> FeedEvent:
+        event = parse_event(message.get("event"))
+        if event.issuer != self.issuer:
+            raise WireError("event for another issuer than its envelope's")
+        return event
+
+    def _content(self, kind: Any, message: dict[str, Any]) -> tuple[FeedEvent | None, Cursor | None, float]:
         if kind == "event":
-            return parse_event(message.get("event")), None, math.nan
+            return self._event(message), None, math.nan
         if kind == "hello":
             return None, Cursor.parse(message.get("cursor")), math.nan
         if kind == "heartbeat":

@@ -10,12 +10,13 @@ from __future__ import annotations
 import signal
 import threading
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from tokenversion.conf import get_settings
 
 from ...feed import feed_using
-from ...publish import Publisher, redis_client
+from ...publish import Publisher, feed_signer, redis_client
 
 
 class Command(BaseCommand):
@@ -29,17 +30,22 @@ class Command(BaseCommand):
         conf = get_settings()
         if not conf.redis_url:
             raise CommandError("TOKENVERSION['REDIS_URL'] is not set")
-        if not conf.feed_secrets:
-            raise CommandError("TOKENVERSION['FEED_SECRETS'] is empty: messages could not be signed")
+        try:
+            signer = feed_signer()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        if not conf.issuer:
+            raise CommandError("TOKENVERSION['ISSUER'] is not set: messages name the issuer they are for")
         interval = options["interval"] if options["interval"] is not None else conf.publish_interval
         if not 0 < interval <= 60:
             raise CommandError("--interval must be between 0 and 60 seconds")
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        publisher = Publisher(redis_client(conf.redis_url), conf.redis_channel, conf.feed_secrets[0],
-                              feed_using(), interval, conf.feed_page_size)
-        self.stdout.write(f"publishing on {conf.redis_channel!r} every {interval:g} s", ending="\n")
+        publisher = Publisher(redis_client(conf.redis_url), conf.redis_channel, signer, conf.issuer, feed_using(),
+                              interval, conf.feed_page_size)
+        self.stdout.write(f"publishing on {conf.redis_channel!r} every {interval:g} s, signed with key "
+                          f"{signer.kid}", ending="\n")
         self.stdout.flush()
         publisher.serve(stop)
         self.stdout.write(f"stopped: {publisher.stats}")
