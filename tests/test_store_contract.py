@@ -18,17 +18,19 @@ import pytest
 from django.db import connection
 
 from tests.conftest import database_down
-from tests.feed_settings import FEED_SECRET
+from tests.feed_settings import FEED_SECRET, FEED_VERIFY_KEY
 from tests.remote_helpers import WebProcess, django_env, wait_until
+from tests.test_remote_stores import publish_here, redis_url, start_publisher  # noqa: F401  (redis_url: a fixture)
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.revocation import RevocationStore, RevocationView
 from tokenversion.stores.feed import HttpFeedStore
+from tokenversion.stores.redis import RedisStore
 from tokenversion_server import services
 from tokenversion_server.store import DatabaseStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-KINDS = ["database", "http-feed"]
+KINDS = ["database", "http-feed", "redis"]
 
 
 def actor():
@@ -94,6 +96,32 @@ def harness(request, tv_settings) -> Iterator[Harness]:
                               max_staleness=0.5)
         wait_until(lambda: store.staleness() <= store.max_staleness, 15, what="the first snapshot")
         yield Harness(store, lambda: paused(provider), bound=0.5)
+    else:
+        provider = request.getfixturevalue("provider")
+        redis_url = request.getfixturevalue("redis_url")
+        db_name, jwks = request.getfixturevalue("db_name"), request.getfixturevalue("jwks_server")
+        channel = f"tokenversion:contract:{uuid.uuid4().hex}"
+        publish_here(tv_settings, redis_url, channel)
+        publisher = [start_publisher(db_name, jwks, redis_url, channel)]
+
+        @contextlib.contextmanager
+        def publisher_stopped() -> Iterator[None]:
+            """Redis stays up; the certifying publisher is gone, so nothing proves freshness any more."""
+            publisher[0].kill()
+            try:
+                yield
+            finally:
+                publisher[0] = start_publisher(db_name, jwks, redis_url, channel)
+
+        store = RedisStore(redis_url=redis_url, channel=channel, feed_url=f"{provider.url}/tokenversion/feed",
+                           secret=FEED_SECRET, verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False,
+                           max_staleness=0.5)
+        wait_until(lambda: store.staleness() <= store.max_staleness and store.stats["heartbeats"] > 0, 20,
+                   what="certified freshness")
+        try:
+            yield Harness(store, publisher_stopped, bound=0.5)
+        finally:
+            publisher[0].kill()
     store.close()
 
 
