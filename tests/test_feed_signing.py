@@ -34,6 +34,7 @@ from tests import test_remote_stores as remote
 from tests.feed_settings import FEED_SECRET, FEED_SIGNING_KEY, FEED_VERIFY_KEY
 from tests.remote_helpers import Process, WebProcess, http_get, wait_until
 from tests.test_remote_stores import feed_url, fresh, refuses, start_publisher, version_seen
+from tokenversion.conf import get_settings
 from tokenversion.core.feed_protocol import (
     ENVELOPE_PREFIX,
     MAX_MESSAGE_AGE,
@@ -58,6 +59,12 @@ provider, db_name, redis_url, channel, stores = remote.provider, remote.db_name,
 
 CH = "tokenversion:unit"
 ISS = "https://sso.example.com/realms/main"
+
+
+def redis_store(**options) -> RedisStore:
+    """A ``RedisStore`` for this test run's issuer (the runtime fills it in from the settings; by hand, it is
+    a value like any other)."""
+    return RedisStore(issuer=get_settings().issuer, **options)
 
 
 def signer_and_key() -> tuple[FeedSigner, str]:
@@ -204,7 +211,7 @@ def test_rotation_two_keys_accepted_then_the_old_one_retired():
 
 
 def unit_store(**options) -> RedisStore:
-    return RedisStore(redis_url="redis://127.0.0.1:9/0", feed_url="http://127.0.0.1:9/tokenversion/feed",
+    return redis_store(redis_url="redis://127.0.0.1:9/0", feed_url="http://127.0.0.1:9/tokenversion/feed",
                       secret="s" * 40, verify_keys=[PUBLIC], channel=CH, autostart=False, **options)
 
 
@@ -262,7 +269,7 @@ def test_the_store_refuses_misdirected_future_and_foreign_messages(at_iss):
 def test_gap_closing_is_rate_limited(provider, stores):
     """Signed messages of runs the store never saw each open a gap (the key holder, or a replay within the
     message age bound, could send them by the thousand); the feed is read at most once per gap_close_interval."""
-    store = RedisStore(redis_url="redis://127.0.0.1:9/0", feed_url=feed_url(provider), secret=FEED_SECRET,
+    store = redis_store(redis_url="redis://127.0.0.1:9/0", feed_url=feed_url(provider), secret=FEED_SECRET,
                        verify_keys=[FEED_VERIFY_KEY], channel=CH, gap_close_interval=0.25, poll_when_silent=False,
                        autostart=False)
     stores.append(store)
@@ -440,7 +447,7 @@ def test_rotation_with_the_real_publisher(provider, redis_url, channel, db_name,
     new_pem, new_public = generate_signing_key()
 
     def store(keys: list[str]) -> RedisStore:
-        built = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
+        built = redis_store(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
                            verify_keys=keys, poll_when_silent=False)
         stores.append(built)
         return built
@@ -510,7 +517,7 @@ def test_a_services_full_configuration_neither_revokes_nor_unrevokes_on_other_se
         time.sleep(0.5)
         publisher = start_publisher(db_name, jwks_server, redis_url, channel)
         service.start()
-        other = RedisStore(**options)
+        other = redis_store(**options)
         stores.append(other)
         victim_token, target_token, withheld_token = bearer(victim), bearer(target), bearer(withheld)
 

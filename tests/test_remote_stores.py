@@ -20,6 +20,7 @@ from django.db import connection, connections, transaction
 
 from tests.feed_settings import FEED_SECRET, FEED_SIGNING_KEY, FEED_VERIFY_KEY
 from tests.remote_helpers import Process, RedisServer, WebProcess, django_env, http_get, wait_until
+from tokenversion.conf import get_settings
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.feed_protocol import Cursor, FeedSigner, FeedVerifier, generate_signing_key
 from tokenversion.stores.feed import HttpFeedStore
@@ -30,6 +31,12 @@ from tokenversion_server.publish import Publisher, feed_signer, redis_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 VERIFIER = FeedVerifier([FEED_VERIFY_KEY])
+
+
+def redis_store(**options) -> RedisStore:
+    """A ``RedisStore`` for this test run's issuer (the runtime fills it in from the settings; by hand, it is
+    a value like any other)."""
+    return RedisStore(issuer=get_settings().issuer, **options)
 
 
 def actor():
@@ -232,7 +239,7 @@ def test_redis_store_fast_path_and_certified_freshness(provider, redis_url, chan
     publish_here(tv_settings, redis_url, channel)
     publisher = start_publisher(db_name, jwks_server, redis_url, channel)
     try:
-        store = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
+        store = redis_store(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
                            verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False)
         stores.append(store)
         wait_until(lambda: fresh(store) and store.stats["heartbeats"] > 0, 15, what="certified freshness")
@@ -255,9 +262,9 @@ def test_a_live_connection_without_a_publisher_is_not_fresh(provider, redis_url,
                                                            stores):
     publisher = start_publisher(db_name, jwks_server, redis_url, channel)
     try:
-        strict = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
+        strict = redis_store(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
                             verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False, max_staleness=0.5)
-        polling = RedisStore(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
+        polling = redis_store(redis_url=redis_url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
                              verify_keys=[FEED_VERIFY_KEY], max_staleness=0.5)
         stores.extend([strict, polling])
         wait_until(lambda: fresh(strict) and fresh(polling), 15, what="certified freshness")
@@ -320,7 +327,7 @@ def test_killing_redis_mid_stream_loses_no_revocation(provider, db_name, jwks_se
     plain = threading.Thread(target=plain_subscriber, daemon=True)
     plain.start()
     try:
-        store = RedisStore(redis_url=own.url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
+        store = redis_store(redis_url=own.url, channel=channel, feed_url=feed_url(provider), secret=FEED_SECRET,
                            verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False, timeout=1.0)
         stores.append(store)
         wait_until(lambda: fresh(store) and store.stats["heartbeats"] > 0, 15, what="certified freshness")

@@ -21,6 +21,7 @@ from tests.conftest import database_down
 from tests.feed_settings import FEED_SECRET, FEED_VERIFY_KEY
 from tests.remote_helpers import WebProcess, django_env, wait_until
 from tests.test_remote_stores import publish_here, redis_url, start_publisher  # noqa: F401  (redis_url: a fixture)
+from tokenversion.conf import get_settings
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.revocation import RevocationStore, RevocationView
 from tokenversion.stores.feed import HttpFeedStore
@@ -31,6 +32,12 @@ from tokenversion_server.store import DatabaseStore
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KINDS = ["database", "http-feed", "redis"]
+
+
+def redis_store(**options) -> RedisStore:
+    """A ``RedisStore`` for this test run's issuer (the runtime fills it in from the settings; by hand, it is
+    a value like any other)."""
+    return RedisStore(issuer=get_settings().issuer, **options)
 
 
 def actor():
@@ -113,7 +120,7 @@ def harness(request, tv_settings) -> Iterator[Harness]:
             finally:
                 publisher[0] = start_publisher(db_name, jwks, redis_url, channel)
 
-        store = RedisStore(redis_url=redis_url, channel=channel, feed_url=f"{provider.url}/tokenversion/feed",
+        store = redis_store(redis_url=redis_url, channel=channel, feed_url=f"{provider.url}/tokenversion/feed",
                            secret=FEED_SECRET, verify_keys=[FEED_VERIFY_KEY], poll_when_silent=False,
                            max_staleness=0.5)
         wait_until(lambda: store.staleness() <= store.max_staleness and store.stats["heartbeats"] > 0, 20,
@@ -182,3 +189,30 @@ def test_the_store_refuses_when_cut_off_from_its_source(harness):
 def test_close_twice_is_harmless(harness):
     harness.store.close()
     harness.store.close()
+
+
+def test_the_remote_stores_take_values_and_need_no_django():
+    """Built by hand, as a FastAPI service or a script does: no Django settings anywhere in the process, and
+    bad options are the core's ConfigurationError, not Django's."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from tokenversion.core.errors import ConfigurationError
+from tokenversion.stores.feed import HttpFeedStore
+from tokenversion.stores.redis import RedisStore
+try:
+    RedisStore(redis_url="redis://127.0.0.1:9/0", feed_url="http://127.0.0.1:9/f", secret="s" * 40)
+except ConfigurationError as exc:
+    assert "issuer" in str(exc) and "verify_keys" in str(exc), exc
+store = HttpFeedStore(feed_url="http://127.0.0.1:9/tokenversion/feed", secret="s" * 40, autostart=False,
+                      max_token_lifetime=600, leeway=5, margin=60)
+assert store.map.window == 600 + 5 + 60, store.map.window  # lifetime + leeway + margin
+store.close()
+assert not [m for m in sys.modules if m == "django" or m.startswith("django.")], "Django was imported"
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.stdout.strip() == "ok", result.stderr

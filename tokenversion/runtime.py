@@ -44,7 +44,7 @@ class Runtime:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = import_string(self.settings.store)(**self.settings.store_options)
+                    self._store = build_store(self.settings)
         return self._store
 
     @property
@@ -78,6 +78,16 @@ class Runtime:
             close = getattr(store, "close", None)
             if close is not None:
                 close()
+
+
+def build_store(settings: TokenVersionSettings) -> RevocationStore:
+    """The configured store, given its options and the service settings it declares it takes
+    (``settings_options``: e.g. a remote store's ``max_token_lifetime``, ``leeway`` and ``issuer``)."""
+    store_class = import_string(settings.store)
+    options = dict(settings.store_options)
+    for name in getattr(store_class, "settings_options", ()):
+        options.setdefault(name, getattr(settings, name))
+    return store_class(**options)
 
 
 _runtime: Runtime | None = None

@@ -58,3 +58,10 @@ class KeysUnavailable(Unavailable):
     """The issuer's signing keys cannot be fetched and no usable copy is held."""
 
     code = "keys_unavailable"
+
+
+class ConfigurationError(ValueError):
+    """Options a component cannot work with (a store's, the settings'); the message names each problem.
+
+    Framework-free, so stores and settings can be built without Django; the Django layer reports it as a
+    system check error and ``ImproperlyConfigured`` callers still catch it as a ``ValueError``."""

@@ -60,7 +60,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..conf import get_settings
+from ..core.errors import ConfigurationError
 from ..core.feed_protocol import MAX_MESSAGE_AGE, Cursor, CursorError, EnvelopeError, FeedKeyError, FeedVerifier
 from ..core.revocation_map import FeedEvent, WireError, parse_event, parse_time
 from .remote import FeedError, RemoteStore, _positive, check_common_options
@@ -83,22 +83,24 @@ class _Run:
 class RedisStore(RemoteStore):
     thread_name = "tokenversion-redis-store"
 
+    settings_options = (*RemoteStore.settings_options, "issuer")
+
     def __init__(self, redis_url: str, feed_url: str, secret: str, verify_keys: list[str] | None = None,
                  channel: str = "tokenversion:revocations", poll_when_silent: bool = True,
-                 gap_close_interval: float | None = None, **options: Any) -> None:
+                 gap_close_interval: float | None = None, issuer: str = "", **options: Any) -> None:
         problems = self.check_options({"redis_url": redis_url, "feed_url": feed_url, "secret": secret,
                                        "verify_keys": verify_keys, "channel": channel,
                                        **({} if gap_close_interval is None else
                                           {"gap_close_interval": gap_close_interval}), **options})
+        if not isinstance(issuer, str) or not issuer:
+            problems.append("issuer (the realm's exact iss) is required: signed messages name the issuer they "
+                            "are for")
         if problems:
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured("; ".join(problems))
-        conf = get_settings()
+            raise ConfigurationError("; ".join(problems))
         self.redis_url = redis_url
         self.channel = channel
-        self.issuer = conf.issuer or ""
-        self.future_skew = conf.leeway
+        self.issuer = issuer
+        self.future_skew = float(options.get("leeway", 5.0))
         self.poll_when_silent = bool(poll_when_silent)
         self.verifier = FeedVerifier(verify_keys or ())
         self._runs: dict[str, _Run] = {}

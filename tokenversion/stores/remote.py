@@ -19,6 +19,7 @@ cannot prove fresh.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import logging
 import math
@@ -32,8 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from ..conf import get_settings
-from ..core.errors import StoreUnavailable
+from ..core.errors import ConfigurationError, StoreUnavailable
 from ..core.feed_protocol import Cursor, CursorError
 from ..core.revocation import RevocationView
 from ..core.revocation_map import DEFAULT_MARGIN, FeedEvent, RevocationMap, WireError, parse_event, window_for
@@ -43,6 +43,15 @@ logger = logging.getLogger("tokenversion")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 SECRET_HEADER = "X-TokenVersion-Secret"
 PRUNE_EVERY = 10.0
+
+
+def import_object(dotted: str) -> Any:
+    """The object at ``package.module.Name`` (what Django's ``import_string`` does, without Django)."""
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot import {dotted!r}: {exc}") from None
 
 
 class FeedError(Exception):
@@ -184,23 +193,26 @@ class RemoteStore:
 
     thread_name = "tokenversion-store"
 
+    # The service settings a remote store takes, filled in from them by the runtime (``tokenversion.runtime``)
+    # unless STORE_OPTIONS names them; built by hand (FastAPI, a script), pass them as values.
+    settings_options: tuple[str, ...] = ("max_token_lifetime", "leeway")
+
     def __init__(self, feed_url: str, secret: str, max_staleness: float = 1.0, timeout: float = 5.0,
                  poll_wait: float | None = None, fallback: str | None = None,
                  fallback_options: dict[str, Any] | None = None, margin: float = DEFAULT_MARGIN,
                  max_entries: int | None = 1_000_000, startup_wait: float | None = None,
-                 autostart: bool = True) -> None:
+                 autostart: bool = True, max_token_lifetime: float = 3600.0, leeway: float = 5.0) -> None:
         problems = check_common_options({"feed_url": feed_url, "secret": secret, "max_staleness": max_staleness,
                                          "timeout": timeout, "fallback": fallback})
         if problems:
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured("; ".join(problems))
-        conf = get_settings()
+            raise ConfigurationError("; ".join(problems))
+        self.max_token_lifetime = float(max_token_lifetime)
+        self.leeway = float(leeway)
         self.max_staleness = float(max_staleness)
         self.timeout = float(timeout)
         self.poll_wait = self.max_staleness / 2 if poll_wait is None else float(poll_wait)
         self.startup_wait = self.timeout if startup_wait is None else float(startup_wait)
-        self.map = RevocationMap(window_for(conf.max_token_lifetime, conf.leeway, margin), max_entries)
+        self.map = RevocationMap(window_for(self.max_token_lifetime, self.leeway, margin), max_entries)
         self.client = FeedClient(feed_url, secret, self.timeout)
         self.secret = secret
         self.cursor: Cursor | None = None
@@ -219,9 +231,7 @@ class RemoteStore:
         self.fallback = fallback
         self._fallback_store = None
         if fallback not in (None, "catch_up"):
-            from django.utils.module_loading import import_string
-
-            self._fallback_store = import_string(fallback)(**(fallback_options or {}))
+            self._fallback_store = import_object(fallback)(**(fallback_options or {}))
         if autostart:
             self.start()
 
