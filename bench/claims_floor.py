@@ -26,6 +26,7 @@ what server time excludes (and the Python client's own work).
     .venv/bin/python bench/claims_floor.py          # 20,000 calls of each, in 100 blocks
     .venv/bin/python bench/claims_floor.py --quick  # 4,000 of each
     .venv/bin/python bench/claims_floor.py --tuned --sqlite   # also prepared statements; and SQLite, age 0/60
+    .venv/bin/python bench/claims_floor.py --compare-tree /tmp/before   # also older code (see --help)
 
 Target (issue 13): claims server time at most 0.5 ms median on PostgreSQL with persistent connections.
 """
@@ -36,6 +37,7 @@ import argparse
 import http.client
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also a server with prepared statements and health checks off (docs/benchmarks.md)")
     parser.add_argument("--sqlite", action="store_true",
                         help="also the provider on SQLite, with and without a persistent connection")
+    parser.add_argument("--compare-tree", default="", help="also serve the code of another checkout (e.g. "
+                        "`git archive 9444706 | tar -x -C /tmp/before`), shipped settings, side by side; this "
+                        "checkout's provider/timing.py, provider/wsgi.py and bench/_floor_site.py are copied into "
+                        "it so both are timed alike")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     calls = args.calls or (4_000 if args.quick else 20_000)
@@ -223,6 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: list[tuple[str, Callable[[ExitStack], str], int]] = [
         ("PostgreSQL, shipped settings: " + SHIPPED.short(), lambda s: s.enter_context(
             gunicorn(args.database_url, SHIPPED)), args.users)]
+    if args.compare_tree:
+        tree = Path(args.compare_tree).resolve()
+        for name in ("provider/timing.py", "provider/wsgi.py", "bench/_floor_site.py"):
+            shutil.copyfile(ROOT / name, tree / name)
+        other = replace(SHIPPED, tree=str(tree))
+        servers.append((f"PostgreSQL, shipped settings, code from {tree}", lambda s: s.enter_context(
+            gunicorn(args.database_url, other)), args.users))
     if args.tuned:
         servers.append(("PostgreSQL, tuned: " + TUNED.short(), lambda s: s.enter_context(
             gunicorn(args.database_url, TUNED)), args.users))
