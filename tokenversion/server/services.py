@@ -246,15 +246,25 @@ class UserRead:
 
     A hook that declares one (as its ``user_read`` attribute) lets the claims endpoint read them in the same
     statement as the version, so a known, unchanged user costs one round trip. ``model`` must have
-    ``issuer`` and ``subject`` fields, unique together, and live in the version table's database.
+    ``issuer`` and ``subject`` fields, unique together; when the router puts it in another database than
+    the version table, the hook is called without ``current`` and reads the row itself.
     """
 
     model: type[Model]
     fields: tuple[str, ...]
 
 
-# What ``current_version_and_user`` returns for the user when it did not read it (no or another database).
-UNREAD: Any = type("Unread", (), {"__repr__": lambda self: "UNREAD", "__slots__": ()})()
+class _Unread:
+    """What ``current_version_and_user`` returns for the user when it did not read it (no ``user_read``, or
+    the user table in another database): distinct from None, which means "read, and there is no row"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
 # (version read, version create) per alias; the folded read per (alias, UserRead).
 _version_sql_cache: dict[str, tuple[str, str]] = {}
 _folded_sql_cache: dict[tuple[str, UserRead], str] = {}
