@@ -137,6 +137,7 @@ class ServerConfig:
     prepared: bool = True  # server-side binding, statements prepared from their 2nd run on a connection
     tree: str = ""  # another checkout of the project to serve from (e.g. a `git archive HEAD` export)
     database: str = ""  # another database on the same server than the URL's (bench/scale.py: one per size)
+    settings: str = ""  # another DJANGO_SETTINGS_MODULE (bench/claims_floor.py: the provider plus a floor view)
 
     def label(self) -> str:
         kind = f"{self.worker_class}x{self.threads}" if self.worker_class == "gthread" else self.worker_class
@@ -166,6 +167,8 @@ def gunicorn(database_url: str, config: ServerConfig) -> Iterator[str]:
     if config.database:
         database_url = with_database(database_url, config.database)
     env = provider_env(f"{database_url}?{query}", PYTHONPATH=str(root))
+    if config.settings:
+        env["DJANGO_SETTINGS_MODULE"] = config.settings
     cmd = [str(PYTHON.parent / "gunicorn"), "provider.wsgi:application", "--bind", f"127.0.0.1:{port}",
            "--workers", str(config.workers), "--worker-class", config.worker_class, "--keep-alive", "30",
            "--log-level", "warning"]

@@ -132,14 +132,120 @@ def test_database_outage_is_503_not_500(client, transactional_db):
     assert post(client, {"sub": SUB}).status_code == 200
 
 
-def test_a_known_unchanged_user_costs_two_reads_and_no_write(client):
-    """The hot path at every token issue (bench/claims_load.py): the version read and the user read, in
-    autocommit (no BEGIN/COMMIT round trips), and nothing written when nothing changed."""
+def statements(queries) -> list[str]:
+    """The first word of each statement, without the savepoints of the test's own transaction."""
+    words = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    return [word for word in words if word not in ("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT")]
+
+
+def stamps():
+    return (SubjectVersion.objects.get(subject=SUB).updated_at, KeycloakUser.objects.get(subject=SUB).last_seen)
+
+
+BODY = {"sub": SUB, "username": "alice", "email": "a@example.com", "client_id": "web", "session_id": "s1"}
+
+
+def test_a_known_unchanged_user_costs_one_read_and_no_write(client):
+    """The hot path at every token issue (bench/claims_floor.py): the version and the user's row come back
+    from one statement in autocommit (no BEGIN/COMMIT round trips), and nothing is written."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    body = {"sub": SUB, "username": "alice", "email": "a@example.com", "client_id": "web"}
-    post(client, body)  # first login: the version row and the user row are created
+    post(client, BODY)  # first login: the version row and the user row are created
+    before = stamps()
     with CaptureQueriesContext(connection) as queries:
-        assert post(client, body).json() == {"sub": SUB, "token_version": 0}
-    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["SELECT", "SELECT"]
+        assert post(client, BODY).json() == {"sub": SUB, "token_version": 0}
+    assert statements(queries) == ["SELECT"]
+    assert stamps() == before
+
+
+def test_a_changed_attribute_is_the_one_read_and_one_update(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    post(client, BODY)
+    version_stamp = stamps()[0]
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, {**BODY, "email": "new@example.com"}).json() == {"sub": SUB, "token_version": 0}
+    assert statements(queries) == ["SELECT", "UPDATE"]
+    user = KeycloakUser.objects.get(subject=SUB)
+    assert (user.username, user.email, user.last_client_id) == ("alice", "new@example.com", "web")
+    assert stamps()[0] == version_stamp  # the version row is only read
+
+
+def test_a_first_login_is_the_one_read_and_two_inserts(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, BODY).json() == {"sub": SUB, "token_version": 0}
+    # The version row is created and read back in one transaction; then the user row.
+    assert statements(queries) == ["SELECT", "INSERT", "SELECT", "INSERT"]
+    assert counts() == (1, 1, 0)
+
+
+def test_a_version_row_without_a_user_row_gets_its_user_row(client):
+    """What a failure between the two steps leaves (or a subject revoked before its first login)."""
+    services.current_version(SUB)
+    assert counts() == (1, 0, 0)
+    assert post(client, BODY).json() == {"sub": SUB, "token_version": 0}
+    assert KeycloakUser.objects.get(subject=SUB).username == "alice"
+
+
+HOOK_CALLS: list[tuple] = []
+
+
+def plain_hook(issuer: str, subject: str, attributes: dict) -> None:
+    """A PROVISION_USER hook without ``user_read``: the contract before the folded read."""
+    HOOK_CALLS.append((issuer, subject, dict(attributes)))
+
+
+def test_a_hook_without_user_read_is_called_as_before(client, tv_settings, issuer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tv_settings(PROVISION_USER="tests.test_claims.plain_hook")
+    HOOK_CALLS.clear()
+    post(client, BODY)
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, BODY).json() == {"sub": SUB, "token_version": 0}
+    assert statements(queries) == ["SELECT"]  # the version alone; the hook reads what it needs itself
+    attributes = {"username": "alice", "email": "a@example.com", "client_id": "web", "session_id": "s1"}
+    assert HOOK_CALLS == [(issuer.issuer, SUB, attributes)] * 2
+    assert counts() == (1, 0, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_health_check_is_the_read_itself_and_a_dead_connection_is_replaced(client, monkeypatch):
+    """With CONN_HEALTH_CHECKS, Django would send a SELECT 1 before each request's first query on a reused
+    connection; the claims read is the check instead, and a connection the server killed is replaced
+    within the same call, so the mapper never sees it."""
+    import psycopg
+    from django.db import connection
+
+    assert connection.vendor == "postgresql", "run with TOKENVERSION_TEST_DB=postgres (scripts/test.sh does)"
+    assert post(client, BODY).status_code == 200
+    pings = []
+    monkeypatch.setattr(connection, "is_usable", lambda: pings.append(1) or True)
+
+    def next_request_on_a_reused_connection() -> None:
+        # What close_old_connections leaves at a request's start (the test client skips that signal).
+        connection.health_check_enabled, connection.health_check_done = True, False
+
+    next_request_on_a_reused_connection()
+    assert post(client, BODY).json() == {"sub": SUB, "token_version": 0}
+    assert pings == []
+
+    db = connection.settings_dict
+    old_pid = connection.connection.info.backend_pid
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"],
+                         dbname=db["NAME"], autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", [old_pid]).fetchone() == (True,)
+    next_request_on_a_reused_connection()
+    response = post(client, {**BODY, "email": "new@example.com"})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"sub": SUB, "token_version": 0}
+    assert connection.connection.info.backend_pid != old_pid
+    assert KeycloakUser.objects.get(subject=SUB).email == "new@example.com"
+    assert pings == []

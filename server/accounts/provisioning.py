@@ -8,6 +8,8 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.db.models import Q
 
+from tokenversion.server.services import UNREAD, UserRead
+
 from .models import KeycloakUser
 
 _FIELDS = ("username", "email", "last_client_id")
@@ -15,7 +17,7 @@ _select_sql: dict[str, str] = {}
 
 
 def _select(using: str) -> str:
-    """The one read of the hot path, as SQL built once per alias (ORM compilation costs more than the query)."""
+    """The user read when the claims endpoint did not fold it into its version read, built once per alias."""
     sql = _select_sql.get(using)
     if sql is None:
         qn = connections[using].ops.quote_name
@@ -28,32 +30,49 @@ def _select(using: str) -> str:
     return sql
 
 
-def provision_user(issuer: str, subject: str, attributes: Mapping[str, str]) -> None:
-    """Create or refresh the user row from what Keycloak sent to the claims endpoint.
+class Provisioner:
+    """``PROVISION_USER``: create or refresh the user row from what Keycloak sent to the claims endpoint.
 
-    Runs at every token issue: the common case (a known user, nothing changed) is one indexed read in
-    autocommit and no write. A new user or a change is written in a transaction of its own.
+    Runs at every token issue. ``user_read`` tells the claims endpoint which columns to read in the same
+    statement as the version, and it passes them as ``current`` (None: no row yet); the common case (a
+    known user, nothing changed) is then that one read and no write. Called without ``current`` (another
+    caller, or the user table in another database) it reads the row itself.
+
+    Concurrency: two first logins of the same user race on the unique (issuer, subject) constraint, and the
+    loser's insert is ignored (``ON CONFLICT DO NOTHING``) instead of failing the token issue; a change is
+    one ``UPDATE`` of the changed columns in a transaction of its own, so concurrent calls never half-write
+    a row, and the last writer's attributes win (they are Keycloak's current ones either way).
     """
-    wanted = {
-        "username": attributes.get("username", ""),
-        "email": attributes.get("email", ""),
-        "last_client_id": attributes.get("client_id", ""),
-    }
-    wanted = {key: value for key, value in wanted.items() if value}
-    using = router.db_for_write(KeycloakUser)
-    with connections[using].cursor() as cursor:
-        cursor.execute(_select(using), [issuer, subject])
-        row = cursor.fetchone()
-    if row is None:
-        KeycloakUser.objects.using(using).bulk_create(
-            [KeycloakUser(issuer=issuer, subject=subject, **wanted)], ignore_conflicts=True
-        )
-        return
-    current = dict(zip(_FIELDS, row, strict=True))
-    changed = {key: value for key, value in wanted.items() if current[key] != value}
-    if changed:
-        with transaction.atomic(using=using):
-            KeycloakUser.objects.using(using).filter(issuer=issuer, subject=subject).update(**changed)
+
+    user_read = UserRead(KeycloakUser, _FIELDS)
+
+    def __call__(self, issuer: str, subject: str, attributes: Mapping[str, str],
+                 current: tuple[Any, ...] | None = UNREAD) -> None:
+        wanted = {
+            "username": attributes.get("username", ""),
+            "email": attributes.get("email", ""),
+            "last_client_id": attributes.get("client_id", ""),
+        }
+        # An attribute Keycloak did not send keeps its stored value.
+        wanted = {key: value for key, value in wanted.items() if value}
+        using = router.db_for_write(KeycloakUser)
+        if current is UNREAD:
+            with connections[using].cursor() as cursor:
+                cursor.execute(_select(using), [issuer, subject])
+                current = cursor.fetchone()
+        if current is None:
+            KeycloakUser.objects.using(using).bulk_create(
+                [KeycloakUser(issuer=issuer, subject=subject, **wanted)], ignore_conflicts=True
+            )
+            return
+        stored = dict(zip(_FIELDS, current, strict=True))
+        changed = {key: value for key, value in wanted.items() if stored[key] != value}
+        if changed:
+            with transaction.atomic(using=using):
+                KeycloakUser.objects.using(using).filter(issuer=issuer, subject=subject).update(**changed)
+
+
+provision_user = Provisioner()
 
 
 def resolve_subject(issuer: str, identifier: str) -> str | None:

@@ -42,6 +42,9 @@ def database_from_url(url: str, base_dir: Path) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(name),
+            # Kept open like PostgreSQL's: opening the file and running init_command costs more than a
+            # claims call's read (docs/benchmarks.md, "the claims endpoint at its floor"); ?conn_max_age=0 opts out.
+            "CONN_MAX_AGE": int(options.pop("conn_max_age", 60)),
             # IMMEDIATE makes every write transaction take the lock up front: no lost updates, no deadlocks.
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
                         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connections, router, transaction
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -245,7 +246,34 @@ def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None
     return rev
 
 
+@dataclass(frozen=True)
+class UserRead:
+    """The columns of a provider's user row that a ``PROVISION_USER`` hook compares at every token issue.
+
+    A hook that declares one (as its ``user_read`` attribute) lets the claims endpoint read them in the same
+    statement as the version, so a known, unchanged user costs one round trip. ``model`` must have
+    ``issuer`` and ``subject`` fields, unique together; when the router puts it in another database than
+    the version table, the hook is called without ``current`` and reads the row itself.
+    """
+
+    model: type[Model]
+    fields: tuple[str, ...]
+
+
+class _Unread:
+    """What ``current_version_and_user`` returns for the user when it did not read it (no ``user_read``, or
+    the user table in another database): distinct from None, which means "read, and there is no row"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
+# (version read, version create) per alias; the folded read per (alias, UserRead).
 _version_sql_cache: dict[str, tuple[str, str]] = {}
+_folded_sql_cache: dict[tuple[str, UserRead], str] = {}
 
 
 def _version_sql(using: str) -> tuple[str, str]:
@@ -264,6 +292,68 @@ def _version_sql(using: str) -> tuple[str, str]:
     return sql
 
 
+def _folded_sql(using: str, user_read: UserRead) -> str:
+    """One statement, always one row: the version (NULL if unknown), the user row's presence and fields.
+
+    Two unique-index lookups in one round trip; the left joins on a one-row relation keep the answer a
+    single row whichever of the two rows exist.
+    """
+    key = (using, user_read)
+    sql = _folded_sql_cache.get(key)
+    if sql is None:
+        qn = connections[using].ops.quote_name
+        meta = user_read.model._meta
+        column = {name: qn(meta.get_field(name).column) for name in ("issuer", "subject", *user_read.fields)}
+        user_columns = "".join(f", u.{column[name]}" for name in user_read.fields)
+        # Only quoted identifiers are interpolated; every value is a bound parameter.
+        sql = _folded_sql_cache[key] = (
+            f"SELECT v.{qn('token_version')}, u.{qn(meta.pk.column)}{user_columns} "  # noqa: S608
+            f"FROM (SELECT 1 AS one) AS k "
+            f"LEFT JOIN {qn(SubjectVersion._meta.db_table)} AS v "
+            f"ON v.{qn('issuer')} = %s AND v.{qn('subject')} = %s "
+            f"LEFT JOIN {qn(meta.db_table)} AS u "
+            f"ON u.{column['issuer']} = %s AND u.{column['subject']} = %s"
+        )
+    return sql
+
+
+def _hot_read(using: str, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """One read statement in autocommit whose first try doubles as the connection's health check.
+
+    With ``CONN_HEALTH_CHECKS`` Django would send a ``SELECT 1`` before the first query of a request on a
+    reused connection: a round trip per call. Here the read itself is the check: if it fails on a reused
+    connection outside a transaction, the connection is closed and the read, which writes nothing, runs
+    once more on a new one, which is what the health check would have led to.
+    """
+    conn = connections[using]
+    folded_check = (conn.connection is not None and conn.health_check_enabled and not conn.health_check_done
+                    and not conn.in_atomic_block)
+    if folded_check:
+        conn.health_check_done = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    except (OperationalError, InterfaceError):
+        if not folded_check:
+            raise
+        conn.close()
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _create_version(using: str, issuer: str, subject: str) -> int:
+    """Create the subject's row at the initial version (unless a concurrent call just did) and read it."""
+    select, create = _version_sql(using)
+    conn = connections[using]
+    stamp = conn.ops.adapt_datetimefield_value(timezone.now())
+    with transaction.atomic(using=using), conn.cursor() as cursor:
+        cursor.execute(create, [issuer, subject, get_settings().initial_version, stamp])
+        cursor.execute(select, [issuer, subject])
+        return cursor.fetchone()[0]
+
+
 def current_version(subject: str, issuer: str | None = None) -> int:
     """The subject's version, read from the primary and created at the initial version if unknown.
 
@@ -274,21 +364,27 @@ def current_version(subject: str, issuer: str | None = None) -> int:
     in autocommit, in hand-written SQL: no transaction round trips, no ORM query compilation. Only an
     unknown subject opens a transaction (``IMMEDIATE`` on SQLite) to create its row.
     """
+    return current_version_and_user(subject, issuer)[0]
+
+
+def current_version_and_user(subject: str, issuer: str | None = None,
+                             user_read: UserRead | None = None) -> tuple[int, Any]:
+    """``current_version``, and with ``user_read`` the provider's user row read in the same statement.
+
+    Returns the version and, when ``user_read`` is given and its table is in the same database, the row's
+    ``user_read.fields`` values as a tuple (None when the user has no row yet); otherwise ``UNREAD``, and
+    the caller reads the user itself. A known subject costs one indexed ``SELECT`` in autocommit.
+    """
     issuer = resolve_issuer(issuer)
     check_identifier(subject, "subject")
     using = _db(SubjectVersion)
-    select, create = _version_sql(using)
-    conn = connections[using]
-    with conn.cursor() as cursor:
-        cursor.execute(select, [issuer, subject])
-        row = cursor.fetchone()
-        if row is None:
-            stamp = conn.ops.adapt_datetimefield_value(timezone.now())
-            with transaction.atomic(using=using):
-                cursor.execute(create, [issuer, subject, get_settings().initial_version, stamp])
-                cursor.execute(select, [issuer, subject])
-                row = cursor.fetchone()
-    return row[0]
+    if user_read is not None and router.db_for_write(user_read.model) == using:
+        # Never None: the one-row relation on the left of the joins.
+        row = _hot_read(using, _folded_sql(using, user_read), [issuer, subject, issuer, subject]) or ()
+        version = row[0] if row[0] is not None else _create_version(using, issuer, subject)
+        return version, (tuple(row[2:]) if row[1] is not None else None)
+    row = _hot_read(using, _version_sql(using)[0], [issuer, subject])
+    return (row[0] if row is not None else _create_version(using, issuer, subject)), UNREAD
 
 
 def subject_state(subject: str, issuer: str | None = None) -> SubjectState:

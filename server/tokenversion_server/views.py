@@ -5,6 +5,7 @@ back-channel logout receiver, and the REST revocation API for other systems. Eac
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -61,14 +62,21 @@ def _identifier(data: dict[str, Any], key: str) -> str:
         raise HttpError(400, "invalid_request", str(exc)) from None
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_import(dotted_path: str) -> Any:
+    """A hook named in settings, imported once per process (``import_string`` at every call costs more)."""
+    return import_string(dotted_path)
+
+
 @machine_endpoint
 def claims_view(request: HttpRequest) -> HttpResponse:
     """``POST /tokenversion/claims``: the version a token issued now must carry (see docs/contract.md).
 
-    Called at every token issue, so no transaction is wrapped around the whole (on PostgreSQL that is two
-    round trips per call): the version read is one statement, and ``PROVISION_USER`` opens a transaction
-    only for the writes it makes. A failure between the two leaves a version row without a user row,
-    which the next call for that user completes (both steps are idempotent).
+    Called at every token issue, so the common case (a known user, nothing changed) is one indexed read in
+    autocommit and no write: the version and, when the ``PROVISION_USER`` hook declares its ``user_read``,
+    the user's row come back from one statement (``services.current_version_and_user``), and the hook
+    writes only for a new user or a changed attribute, in a transaction of its own. A failure between the
+    two steps leaves a version row without a user row, which the next call completes (both are idempotent).
     """
     conf = get_settings()
     require_secret(request, conf.mapper_secrets)
@@ -76,9 +84,13 @@ def claims_view(request: HttpRequest) -> HttpResponse:
     subject = _identifier(data, "sub")
     issuer = _issuer(data)
     attributes = {key: optional_string(data, key) for key in ("username", "email", "client_id", "session_id")}
-    version = services.current_version(subject, issuer)
-    if conf.provision_user:
-        import_string(conf.provision_user)(issuer, subject, attributes)
+    hook = _cached_import(conf.provision_user) if conf.provision_user else None
+    version, user = services.current_version_and_user(subject, issuer, getattr(hook, "user_read", None))
+    if hook is not None:
+        if user is services.UNREAD:
+            hook(issuer, subject, attributes)
+        else:
+            hook(issuer, subject, attributes, current=user)
     return json_response({"sub": subject, "token_version": version})
 
 
