@@ -8,7 +8,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.db.models import Q
 
-from tokenversion.server.services import UNREAD, UserRead
+from tokenversion_server.services import UNREAD, UserRead
 
 from .models import KeycloakUser
 
