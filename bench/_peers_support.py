@@ -13,6 +13,8 @@ from typing import Any
 
 from drf_keycloak.authentication import KeycloakAuthBackend
 from oidc_auth.authentication import JSONWebTokenAuthentication
+from rest_framework_simplejwt.authentication import JWTStatelessUserAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 
@@ -22,6 +24,24 @@ class KeycloakAccessToken(AccessToken):
     off with ``TOKEN_TYPE_CLAIM = None``."""
 
     token_type = "Bearer"
+
+
+class StaticKeyAccessToken(KeycloakAccessToken):
+    """The same token with the realm's public key given once as simplejwt's ``VERIFYING_KEY`` instead of
+    ``JWK_URL``: no key rotation, but no ``PyJWKClient`` lookup, which decodes the whole token a second time
+    to read its ``kid``. ``peers.py`` sets the backend (simplejwt's settings are global, one per process)."""
+
+    _token_backend = None
+
+
+class StaticKeyStatelessAuthentication(JWTStatelessUserAuthentication):
+    """simplejwt's stateless class over ``StaticKeyAccessToken`` (what ``AUTH_TOKEN_CLASSES`` would name)."""
+
+    def get_validated_token(self, raw_token: bytes) -> StaticKeyAccessToken:
+        try:
+            return StaticKeyAccessToken(raw_token)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
 
 
 class ClaimsUser:

@@ -9,7 +9,9 @@ rounds, ratios taken per round against PyJWT's ``jwt.decode`` of the same tokens
 - this project's DRF class (``TokenVersionAuthentication``, its public path) on **first-seen** tokens (a fresh
   validator each round, as ``bench/auth_overhead.py`` does) and on **repeated** tokens (its verified-claims
   cache answers), with the revocation check against the database store (warm) and the stateless user;
-- djangorestframework-simplejwt's ``JWTAuthentication`` (database user) and ``JWTStatelessUserAuthentication``;
+- djangorestframework-simplejwt's ``JWTAuthentication`` (database user) and ``JWTStatelessUserAuthentication``,
+  both with ``JWK_URL`` (keys from the realm, as a Keycloak service needs for key rotation), and the stateless
+  class with the public key given once as ``VERIFYING_KEY`` instead;
 - drf-oidc-auth's ``JSONWebTokenAuthentication`` (database user), and the same without its user step;
 - drf-keycloak's ``KeycloakAuthBackend`` (``get_or_create`` of the user), and the same without its user step;
 - joserfc and Authlib's ``jose``: decode and claim validation with a key imported once.
@@ -172,14 +174,21 @@ def build_cases(issuer: LoopbackIssuer, tokens: list[str], requests: list[Any]) 
     import importlib.metadata as md
 
     import jwt
-    from _peers_support import KeycloakStatelessBackend, OidcStatelessAuthentication
+    from _peers_support import (
+        KeycloakStatelessBackend,
+        OidcStatelessAuthentication,
+        StaticKeyAccessToken,
+        StaticKeyStatelessAuthentication,
+    )
     from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
     from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from drf_keycloak.authentication import KeycloakAuthBackend
     from joserfc import jwt as joserfc_jwt
     from joserfc.jwk import RSAKey
     from oidc_auth.authentication import JSONWebTokenAuthentication
     from rest_framework_simplejwt.authentication import JWTAuthentication, JWTStatelessUserAuthentication
+    from rest_framework_simplejwt.backends import TokenBackend
 
     import tokenversion.authentication as auth
 
@@ -187,6 +196,9 @@ def build_cases(issuer: LoopbackIssuer, tokens: list[str], requests: list[Any]) 
         from authlib.jose import JsonWebKey, JsonWebToken
 
     public_key = issuer.key.private.public_key()
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    StaticKeyAccessToken._token_backend = TokenBackend("RS256", verifying_key=pem, audience=AUDIENCE,
+                                                       issuer=issuer.issuer)
     jwk = issuer.key.jwk()
     joserfc_key = RSAKey.import_key(jwk)
     joserfc_claims = joserfc_jwt.JWTClaimsRegistry(
@@ -243,6 +255,8 @@ def build_cases(issuer: LoopbackIssuer, tokens: list[str], requests: list[Any]) 
              "DB read (User by username = sub), is_active"),
         Case("simplejwt JWTStatelessUserAuthentication", "peer", v("djangorestframework-simplejwt"),
              drf(JWTStatelessUserAuthentication), "TokenUser from the claims"),
+        Case("simplejwt stateless, static VERIFYING_KEY", "peer", v("djangorestframework-simplejwt"),
+             drf(StaticKeyStatelessAuthentication), "TokenUser from the claims"),
         Case("drf-oidc-auth JSONWebTokenAuthentication", "peer", v("drf-oidc-auth"),
              drf(JSONWebTokenAuthentication), "DB read (get_by_natural_key(sub))"),
         Case("drf-oidc-auth, no user lookup", "peer", v("drf-oidc-auth"), drf(OidcStatelessAuthentication),
