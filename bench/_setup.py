@@ -92,6 +92,25 @@ def load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def machine_info() -> dict[str, str]:
+    """Old shape of the machine facts (cores, CPU, RAM, versions, load), kept for scripts written against it;
+    ``_report.machine_facts`` is the full set."""
+    from _report import machine_facts
+
+    facts = machine_facts()
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    return {"nproc": facts["cores"], "cpu": facts["cpu"], "ram": ram, "python": facts["versions"]["python"],
+            "django": facts["versions"]["django"], "pyjwt": facts["versions"]["pyjwt"],
+            "cryptography": facts["versions"]["cryptography"], "load": facts["load"]}
+
+
 def print_machine() -> None:
     """Old name of the header; scripts wrap ``main`` in ``_report.run_reported`` instead (header and footer)."""
     from _report import header
