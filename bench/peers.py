@@ -125,6 +125,16 @@ class LoopbackIssuer:
                           headers={"kid": self.key.kid})
 
 
+def provider_services() -> Any:
+    """The provider's services module (version rows, revocations), wherever this tree keeps it: main moves it
+    from ``tokenversion.server`` to ``tokenversion_server`` (``server/``)."""
+    try:
+        from tokenversion_server import services
+    except ImportError:
+        from tokenversion.server import services
+    return services
+
+
 def subject(index: int) -> str:
     return f"5b7f0b36-8d0e-4a35-9f49-{index:012d}"
 
@@ -274,7 +284,7 @@ def probe(cases: list[Case], issuer: LoopbackIssuer, make_request: Callable[[str
     """What each case accepts among crafted tokens: True = refused (checked), False = accepted."""
     from django.contrib.auth import get_user_model
 
-    from tokenversion.server import services
+    services = provider_services()
 
     revoked_sub = subject(SUBJECTS + 1)  # a user of its own, revoked before anything saw its tokens
     get_user_model().objects.get_or_create(username=revoked_sub)
@@ -339,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
-    from tokenversion.server import services
+    services = provider_services()
 
     factory = RequestFactory()
 
