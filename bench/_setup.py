@@ -1,5 +1,5 @@
 """Shared set-up for the benchmarks: Django on a throw-away database, a real loopback JWKS issuer, fair timing
-(interleaved rounds, median of rounds), machine facts, and plots.
+(interleaved rounds, median of rounds), and plots; the machine facts every script prints are in ``_report``.
 
 The machine is shared and noisy, so absolute times drift from run to run; every script compares cases
 measured round by round in one run, with the order of the cases rotated each round, and reports medians.
@@ -8,7 +8,6 @@ measured round by round in one run, with the order of the cases rotated each rou
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -87,18 +86,18 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def machine_info() -> dict[str, str]:
-    """The facts docs/benchmarks.md quotes for every figure: cores, CPU, RAM, versions, load."""
-    import importlib.metadata as md
+def load() -> str:
+    """1/5/15 minute load averages, for progress lines (the header and footer come from ``_report``)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+
+def machine_info() -> dict[str, str]:
+    """Old shape of the machine facts (cores, CPU, RAM, versions, load), kept for scripts written against it;
+    ``_report.machine_facts`` is the full set."""
+    from _report import machine_facts
+
+    facts = machine_facts()
     ram = "unknown"
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -107,36 +106,16 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         pass
-
-    def version(name: str) -> str:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return "-"
-
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "ram": ram,
-        "python": platform.python_version(),
-        "django": version("django"),
-        "pyjwt": version("pyjwt"),
-        "cryptography": version("cryptography"),
-        "load": load(),
-    }
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+    return {"nproc": facts["cores"], "cpu": facts["cpu"], "ram": ram, "python": facts["versions"]["python"],
+            "django": facts["versions"]["django"], "pyjwt": facts["versions"]["pyjwt"],
+            "cryptography": facts["versions"]["cryptography"], "load": facts["load"]}
 
 
 def print_machine() -> None:
-    info = machine_info()
-    print(f"machine: nproc={info['nproc']}, {info['cpu']}, RAM {info['ram']}")
-    print(f"versions: Python {info['python']}, Django {info['django']}, PyJWT {info['pyjwt']}, "
-          f"cryptography {info['cryptography']}")
-    print(f"load average at start (1/5/15 min): {info['load']}")
+    """Old name of the header; scripts wrap ``main`` in ``_report.run_reported`` instead (header and footer)."""
+    from _report import header
+
+    header()
 
 
 def pyplot():

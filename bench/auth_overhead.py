@@ -36,12 +36,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _report import run_reported
 from _setup import (
     RESULTS,
     interleaved_rounds,
     load,
     median_ratio,
-    print_machine,
     pyplot,
     save,
     setup_django,
@@ -172,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.introspection_url, args.introspection_client, current
         )
 
-    print_machine()
     print(f"token set: {n_tokens} distinct RS256 tokens (2048-bit key, {len(tokens[0])} bytes each), "
           f"{SUBJECTS} subjects; {rounds} rounds of {chunk} tokens per case, case order rotated each round")
     samples = interleaved_rounds(cases, rounds, before_round=next_chunk)
@@ -304,4 +303,4 @@ def plot(samples: dict[str, list[float]], ratios: dict, path: Path, rounds: int)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reported(main))

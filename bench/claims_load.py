@@ -42,7 +42,8 @@ from _provider import (
     seed_users,
     subject_of,
 )
-from _setup import RESULTS, load, print_machine, pyplot, save
+from _report import run_reported
+from _setup import RESULTS, load, pyplot, save
 
 # Two sync workers, one per core: PostgreSQL and wrk share the two cores, and more workers only add
 # contention (4 and 6 measured below); no threads, so no request waits for another's GIL slice.
@@ -121,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     levels = sorted({int(c) for c in (args.connections or ("1,8,32" if args.quick else "1,2,4,8,16,32")).split(",")}
                     | {target})
 
-    print_machine()
     ensure_database(args.database_url)
     seconds = seed_users(args.database_url, args.users)
     print(f"database: {args.database_url.rsplit('@', 1)[-1]}, {args.users} provisioned users"
@@ -196,4 +196,4 @@ def plot(table: dict[Cell, dict[str, float]], levels: list[int], target: int, pa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reported(main))

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import requests
-from _setup import RESULTS, interleaved_rounds, median_ratio, print_machine, pyplot, save, setup_django, timed_loop
+from _report import run_reported
+from _setup import RESULTS, interleaved_rounds, median_ratio, pyplot, save, setup_django, timed_loop
 
 from sample_service.stack import Stack, StackConfig
 
@@ -162,7 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds, per_round, n_tokens = (5, 10, 100) if args.quick else (11, 20, 300)
 
-    print_machine()
     stack = Stack(StackConfig(database_url=args.database_url))
     try:
         stack.start()
@@ -188,4 +188,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reported(main))

@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from _provider import claims_call, ensure_database, free_port, provider_env, wait_ready
-from _setup import RESULTS, ROOT, load, percentile, print_machine, pyplot, save
+from _report import run_reported
+from _setup import RESULTS, ROOT, load, percentile, pyplot, save
 
 from tokenversion.core.feed_protocol import generate_signing_key
 
@@ -435,7 +436,6 @@ def main() -> None:
     path = args.plot or default_dir / f"propagation_{args.trigger}.png"
 
     signal.signal(signal.SIGTERM, _interrupt)
-    print_machine()
     print(f"uptime at start: {uptime()}")
     print(f"trigger {args.trigger}; {args.services} service processes per feed; {args.count} per feed "
           f"(+{args.warmup} warm-up); feeds {', '.join(args.feeds)}", flush=True)
@@ -446,4 +446,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_reported(main)

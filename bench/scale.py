@@ -42,7 +42,8 @@ from _provider import (
     subject_of,
     with_database,
 )
-from _setup import RESULTS, load, percentile, print_machine, pyplot, save, setup_django, timed_loop
+from _report import run_reported
+from _setup import RESULTS, load, percentile, pyplot, save, setup_django, timed_loop
 from claims_load import TUNED, measure, summary  # the claims benchmark's tuned server and its driver
 
 # --- 1. revoke_user throughput ---------------------------------------------------------------------------
@@ -236,7 +237,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds = 3.0 if args.quick else 8.0
     sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.quick else "10000,100000,1000000")).split(",")]
 
-    print_machine()
     report: dict[str, Any] = {}
     if args.part in ("all", "revoke", "users"):
         ensure_database(args.database_url)
@@ -300,4 +300,4 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reported(main))
