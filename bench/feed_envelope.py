@@ -22,9 +22,11 @@ import hashlib
 import hmac
 import json
 import statistics
+import sys
 import time
 
-from _setup import interleaved_rounds, median_ratio, print_machine, timed_loop
+from _report import run_reported
+from _setup import interleaved_rounds, median_ratio, timed_loop
 
 from tokenversion.core.feed_protocol import FeedSigner, FeedVerifier, generate_signing_key
 
@@ -64,7 +66,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rounds = 40 if args.quick else args.rounds
-    print_machine()
     pem, public = generate_signing_key()
     signer, verifier = FeedSigner.from_pem(pem), FeedVerifier([public])
     batch = messages(args.per_round)
@@ -91,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

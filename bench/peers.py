@@ -127,11 +127,11 @@ class LoopbackIssuer:
 
 def provider_services() -> Any:
     """The provider's services module (version rows, revocations), wherever this tree keeps it: main moves it
-    from ``tokenversion.server`` to ``tokenversion_server`` (``server/``)."""
+    from ``tokenversion_server`` to ``tokenversion_server`` (``server/``)."""
     try:
         from tokenversion_server import services
     except ImportError:
-        from tokenversion.server import services
+        from tokenversion_server import services
     return services
 
 
