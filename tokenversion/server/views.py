@@ -5,7 +5,6 @@ back-channel logout receiver, and the REST revocation API for other systems. Eac
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from typing import Any
@@ -27,9 +26,9 @@ from . import services
 from .http import (
     MAX_BODY_BYTES,
     HttpError,
-    _no_duplicates,
     error_response,
     json_response,
+    loads_strict,
     machine_endpoint,
     optional_string,
     read_form,
@@ -261,7 +260,8 @@ class BodyTooLarge(exceptions.APIException):
 
 
 class RevocationJSONParser(parsers.JSONParser):
-    """The machine endpoints' JSON rules: at most ``MAX_BODY_BYTES``, UTF-8, no repeated key.
+    """The machine endpoints' JSON rules: at most ``MAX_BODY_BYTES``, UTF-8, no repeated key, no ``NaN`` or
+    ``Infinity``.
 
     DRF's own parser reads a body of any size and lets a deeply nested one raise RecursionError (a 500).
     """
@@ -271,9 +271,10 @@ class RevocationJSONParser(parsers.JSONParser):
         if len(body) > MAX_BODY_BYTES:
             raise BodyTooLarge()
         try:
-            return json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+            return loads_strict(body.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key)") from None
+            raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key, or has NaN or "
+                                        "Infinity)") from None
 
 
 class ApiTokenAuthentication(authentication.TokenAuthentication):
