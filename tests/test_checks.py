@@ -170,3 +170,21 @@ def test_w009_when_backchannel_audience_is_empty(tv_settings):
     assert "tokenversion.W009" in {m.id for m in check_settings()}
     tv_settings(BACKCHANNEL_AUDIENCE=["web"])
     assert "tokenversion.W009" not in {m.id for m in check_settings()}
+
+
+def test_max_token_lifetime_below_keycloaks_default_lifespan_is_w014(check_ids):
+    """The class refuses tokens living longer than MAX_TOKEN_LIFETIME; the check says so before users do."""
+    assert check_ids(MAX_TOKEN_LIFETIME=299) == ["tokenversion.W014"]
+    (message,) = [m for m in check_settings() if m.id == "tokenversion.W014"]
+    assert message.level == WARNING
+    assert "token_lifetime_exceeded" in message.msg and "300 s" in message.msg
+
+
+@pytest.mark.parametrize("lifetime", [0, -1])
+def test_max_token_lifetime_that_refuses_every_token_is_e014(check_ids, lifetime):
+    assert check_ids(MAX_TOKEN_LIFETIME=lifetime) == ["tokenversion.E014"]
+
+
+@pytest.mark.parametrize("lifetime", [300, 3600, 36000])
+def test_max_token_lifetime_at_or_above_keycloaks_default_is_silent(check_ids, lifetime):
+    assert check_ids(MAX_TOKEN_LIFETIME=lifetime) == []

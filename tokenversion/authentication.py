@@ -8,7 +8,8 @@ Outcomes follow DRF's contract and RFC 6750:
 - no Authorization header, or another scheme: ``None`` (the next authentication class may try);
 - bad, expired or revoked token: 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, and a body
   ``{"detail": ..., "code": ...}`` whose code is one of ``token_invalid``, ``token_expired``,
-  ``token_revoked``, ``token_missing_claim``;
+  ``token_revoked``, ``token_missing_claim``, ``token_lifetime_exceeded`` (``exp - iat`` above
+  ``MAX_TOKEN_LIFETIME``);
 - keys or revocation state unavailable: 503 ``{"code": "keys_unavailable" | "revocation_store_unavailable"}``.
 
 The error details reach the ``WWW-Authenticate`` header only when this class is the *first* in the view's
@@ -29,7 +30,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from .conf import get_settings, on_reset
 from .core.errors import TokenInvalid, TokenRejected, Unavailable
-from .core.revocation import RevocationPolicy, check_revocation, is_identifier
+from .core.revocation import RevocationPolicy, check_lifetime, check_revocation, is_identifier
 from .core.tokens import AccessTokenValidator
 from .stores import get_store
 from .users import TokenUser
@@ -172,8 +173,10 @@ class TokenVersionAuthentication(BaseAuthentication):
         sid = claims.get("sid")
         if sid is not None and not is_identifier(sid):
             raise TokenInvalid("malformed sid claim")
+        policy = (_resolved or _resolve()).revocation_policy
+        check_lifetime(claims, policy)  # before the store: a token that outlives its revocation is refused
         view = get_store().view(claims["iss"], claims["sub"], sid)
-        check_revocation(claims, view, (_resolved or _resolve()).revocation_policy)
+        check_revocation(claims, view, policy)
 
     def get_user(self, claims: Mapping[str, Any]) -> Any:
         resolved = _resolved or _resolve()  # the global read spares a call per request

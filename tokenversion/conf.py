@@ -152,6 +152,8 @@ class TokenVersionSettings:
             claim=self.claim,
             require_version_claim=self.require_version_claim,
             check_logout_time=self.check_logout_time,
+            leeway=self.leeway,
+            max_token_lifetime=self.max_token_lifetime,
         )
 
 
