@@ -91,6 +91,7 @@ TOKENVERSION = {
     "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS", [_DEV_MAPPER_SECRET] if DEBUG else []),
     "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS", [_DEV_EVENT_SECRET] if DEBUG else []),
     "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
+    "SSO_SESSION_MAX": int(env_str("TOKENVERSION_SSO_SESSION_MAX", "36000")),
     "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
     "PROVISION_USER": "accounts.provisioning.provision_user",
     "SUBJECT_RESOLVER": "accounts.provisioning.resolve_subject",

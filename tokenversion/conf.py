@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_MAX_ENTRIES": 100_000,
     # The longest access-token lifetime the issuer hands out: how long session revocations are kept.
     "MAX_TOKEN_LIFETIME": 3600,
+    # The realm's SSO Session Max (Keycloak's default 10 h): how long a manually revoked session is kept when
+    # its Keycloak session could not be ended, since Keycloak may refresh it into new tokens until then.
+    "SSO_SESSION_MAX": 36000,
     # Users
     "USER_LOOKUP": None,  # dotted path: callable(claims) -> user or None
     "ROLES_CLIENT": None,  # also take roles from resource_access[ROLES_CLIENT]
@@ -107,6 +110,7 @@ class TokenVersionSettings:
     redis_url: str | None = None
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
+    sso_session_max: int = 36000
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -211,6 +215,7 @@ def _load() -> TokenVersionSettings:
         "redis_url": merged["REDIS_URL"] or None,
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),
+        "sso_session_max": int(merged["SSO_SESSION_MAX"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

@@ -250,6 +250,9 @@ def revocation_payload(rev: services.Revocation) -> dict[str, Any]:
         "new_version": rev.new_version,
         "revoked_at": rev.at.isoformat(),
         "audit_id": rev.audit_id,
+        # Session scope: the Keycloak session's fate ("ended", "not_found", "not_ended") and the row's keep.
+        **({"keycloak_session": rev.keycloak_session, "kept_until": rev.kept_until and rev.kept_until.isoformat(),
+            "detail": rev.keycloak_detail} if rev.keycloak_session else {}),
     }
 
 
@@ -332,8 +335,8 @@ class RevocationView(APIView):
                     raise exceptions.NotFound({"detail": "unknown user", "code": "unknown_user"})
                 rev = services.revoke_user(subject, reason=data["reason"], actor=actor, note=data["note"])
             elif data["scope"] == "session":
-                rev = services.revoke_session(data["session_id"], reason=data["reason"], actor=actor,
-                                              note=data["note"])
+                rev = services.revoke_session_everywhere(data["session_id"], reason=data["reason"], actor=actor,
+                                                         note=data["note"])
             else:
                 rev = services.revoke_realm(reason=data["reason"], actor=actor, note=data["note"])
         except services.InvalidRequest as exc:
