@@ -101,6 +101,7 @@ TOKENVERSION = {
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
     # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
     "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
+    "FEED_MAX_LONG_POLLS": int(env_str("TOKENVERSION_FEED_MAX_LONG_POLLS", "8")),
     "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
 }

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
     "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
     "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
+    # Long-polls that may wait at once per provider process; past it 503 feed_busy. Keep it below the worker's
+    # threads so the claims endpoint always has some (docs/scaling.md).
+    "FEED_MAX_LONG_POLLS": 8,
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
@@ -111,6 +114,7 @@ class TokenVersionSettings:
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
     sso_session_max: int = 36000
+    feed_max_long_polls: int = 8
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -216,6 +220,7 @@ def _load() -> TokenVersionSettings:
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),
         "sso_session_max": int(merged["SSO_SESSION_MAX"]),
+        "feed_max_long_polls": int(merged["FEED_MAX_LONG_POLLS"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)
