@@ -80,7 +80,7 @@ def test_rest_revocation_with_keycloak_unreachable_is_kept_for_the_sso_session_m
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["keycloak_session"] == "not_ended"
-    assert unreachable_keycloak in body["detail"] and "SSO_SESSION_MAX (36000 s)" in body["detail"]
+    assert unreachable_keycloak in body["keycloak_detail"] and "SSO_SESSION_MAX (36000 s)" in body["keycloak_detail"]
     row = assert_kept_for_the_sso_session_max()
     assert dt.datetime.fromisoformat(body["kept_until"]) == row.expires_at
     event = RevocationEvent.objects.get()

@@ -38,7 +38,7 @@ def test_rest_session_revocation_ends_the_keycloak_session(stack, person):
     assert answer.status_code == 200, answer.text
 
     body = revoke_session_through_rest(stack, sid)
-    assert (body["keycloak_session"], body["detail"]) == ("ended", "Keycloak session ended.")
+    assert (body["keycloak_session"], body["keycloak_detail"]) == ("ended", "Keycloak session ended.")
     kept = dt.datetime.fromisoformat(body["kept_until"]) - dt.datetime.fromisoformat(body["revoked_at"])
     assert kept == dt.timedelta(seconds=3600)  # MAX_TOKEN_LIFETIME: no Keycloak session is left to refresh
 

@@ -252,7 +252,7 @@ def revocation_payload(rev: services.Revocation) -> dict[str, Any]:
         "audit_id": rev.audit_id,
         # Session scope: the Keycloak session's fate ("ended", "not_found", "not_ended") and the row's keep.
         **({"keycloak_session": rev.keycloak_session, "kept_until": rev.kept_until and rev.kept_until.isoformat(),
-            "detail": rev.keycloak_detail} if rev.keycloak_session else {}),
+            "keycloak_detail": rev.keycloak_detail} if rev.keycloak_session else {}),
     }
 
 
