@@ -38,8 +38,9 @@ class StackConfig:
     keycloak_mgmt_port: int = int(os.environ.get("KC_MGMT_PORT", "9000"))
     provider_port: int = 18000
     # threads per provider worker (2 workers): each waiting HTTP-feed long-poll holds one, so a benchmark with
-    # many HttpFeedStore services raises it to keep threads free for Keycloak's calls
-    provider_threads: int = 4
+    # many HttpFeedStore services raises it to keep threads free for Keycloak's calls. FEED_MAX_LONG_POLLS is
+    # set to this minus 2, the docs' sizing rule (docs/scaling.md)
+    provider_threads: int = 8
     service_port: int = 18001
     realm: str = "tokenversion"
     login_client: str = "tokenversion-app"
@@ -271,6 +272,7 @@ class Stack:
             "KEYCLOAK_ADMIN_USERNAME": c.admin_username,
             "KEYCLOAK_ADMIN_PASSWORD": c.admin_password,
             "TOKENVERSION_FEED_SECRETS": c.feed_secret,
+            "TOKENVERSION_FEED_MAX_LONG_POLLS": str(max(1, c.provider_threads - 2)),
             "PYTHONUNBUFFERED": "1",
             # With Redis, the signing key as production keeps it: a 0600 file, for the provider and publisher only
             **({"TOKENVERSION_REDIS_URL": c.redis_url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 
 import jwt
@@ -283,12 +284,37 @@ def test_revoked_session_kills_only_that_session(api, jwks_server):
     assert call(api, other).status_code == 200
 
 
-def test_realm_epoch_kills_tokens_issued_up_to_its_second(api, jwks_server):
+def test_realm_epoch_kills_tokens_issued_up_to_its_second_plus_the_leeway(api, jwks_server):
+    """Keycloak's clock may run up to LEEWAY (5 s here) ahead of the provider's: a token minted just before
+    the revocation can carry an iat up to LEEWAY after it, so those are refused too (the documented cost: a
+    login within LEEWAY after a realm revocation must refresh)."""
     rev = services.revoke_realm(actor=actor())
     epoch = int(rev.at.timestamp())
     assert_refused(call(api, jwks_server.mint(iat=epoch - 5)), "token_revoked")
     assert_refused(call(api, jwks_server.mint(iat=epoch)), "token_revoked")  # same second: fail closed
-    assert call(api, jwks_server.mint(iat=epoch + 1)).status_code == 200
+    assert_refused(call(api, jwks_server.mint(iat=epoch + 1)), "token_revoked")  # Keycloak 1 s ahead
+    assert_refused(call(api, jwks_server.mint(iat=epoch + 5)), "token_revoked")  # Keycloak LEEWAY ahead
+    _until_not_in_the_future(epoch + 6)
+    assert call(api, jwks_server.mint(iat=epoch + 6)).status_code == 200
+
+
+def _until_not_in_the_future(iat: int, leeway: int = 5) -> None:
+    """Sleep until a token with this iat is no longer "issued in the future" (iat <= now + LEEWAY)."""
+    time.sleep(max(0.0, iat - leeway - time.time()) + 0.05)
+
+
+def test_a_fractional_iat_before_a_realm_revocation_in_its_second_is_refused(api, jwks_server, tv_settings):
+    """iat has whole-second resolution; a fractional one issued before T in T's second is not let through by
+    comparing it with floor(T). LEEWAY 0 isolates this rule from the skew margin."""
+    tv_settings(LEEWAY=0)
+    rev = services.revoke_realm(actor=actor())
+    at = rev.at.timestamp()
+    before_in_same_second = math.floor(at) + (at - math.floor(at)) / 2  # floor(T) <= iat < T
+    assert before_in_same_second < at
+    assert_refused(call(api, jwks_server.mint(iat=before_in_same_second)), "token_revoked")
+    assert_refused(call(api, jwks_server.mint(iat=math.floor(at) + 0.999)), "token_revoked")
+    _until_not_in_the_future(math.floor(at) + 1, leeway=0)
+    assert call(api, jwks_server.mint(iat=math.floor(at) + 1.0)).status_code == 200
 
 
 def test_logout_time_rule_for_issuers_without_the_mapper(api, jwks_server, tv_settings):
@@ -296,7 +322,10 @@ def test_logout_time_rule_for_issuers_without_the_mapper(api, jwks_server, tv_se
     rev = services.revoke_user(SUB, reason="logout", actor=actor())
     logout = int(rev.at.timestamp())
     assert_refused(call(api, jwks_server.mint(token_version=DROP, iat=logout)), "token_revoked")
-    assert call(api, jwks_server.mint(token_version=DROP, iat=logout + 1)).status_code == 200
+    assert_refused(call(api, jwks_server.mint(token_version=DROP, iat=logout + 5)), "token_revoked")  # LEEWAY
+    assert_refused(call(api, jwks_server.mint(token_version=DROP, iat=logout + 0.5)), "token_revoked")
+    _until_not_in_the_future(logout + 6)
+    assert call(api, jwks_server.mint(token_version=DROP, iat=logout + 6)).status_code == 200
 
 
 def test_logout_time_rule_is_off_by_default(api, jwks_server):
@@ -350,3 +379,15 @@ def test_validator_is_one_per_process_and_rebuilt_on_settings_change(jwks_server
 def test_pyjwt_is_recent_enough():
     major, minor, patch = (int(p) for p in jwt.__version__.split(".")[:3])
     assert (major, minor, patch) >= (2, 15, 1)
+
+
+def test_a_token_living_longer_than_max_token_lifetime_is_refused(api, jwks_server, tv_settings):
+    """Revocations are kept MAX_TOKEN_LIFETIME; a token whose exp - iat is longer (a Keycloak client whose
+    lifespan was raised) could outlive its revocation, so it is refused with its own code."""
+    tv_settings(MAX_TOKEN_LIFETIME=600)
+    now = int(time.time())
+    response = call(api, jwks_server.mint(iat=now, exp=now + 601))
+    assert_refused(response, "token_lifetime_exceeded")
+    assert "MAX_TOKEN_LIFETIME" in response.json()["detail"]
+    assert call(api, jwks_server.mint(iat=now, exp=now + 600)).status_code == 200  # exactly the limit
+    assert call(api, jwks_server.mint(iat=now - 500, exp=now + 100)).status_code == 200

@@ -183,3 +183,21 @@ def test_the_old_database_store_path_still_works_with_w012(check_ids):
 
     assert get_settings().store == "tokenversion_server.store.DatabaseStore"
     assert isinstance(get_store(), DatabaseStore)
+
+
+def test_max_token_lifetime_below_keycloaks_default_lifespan_is_w014(check_ids):
+    """The class refuses tokens living longer than MAX_TOKEN_LIFETIME; the check says so before users do."""
+    assert check_ids(MAX_TOKEN_LIFETIME=299) == ["tokenversion.W014"]
+    (message,) = [m for m in check_settings() if m.id == "tokenversion.W014"]
+    assert message.level == WARNING
+    assert "token_lifetime_exceeded" in message.msg and "300 s" in message.msg
+
+
+@pytest.mark.parametrize("lifetime", [0, -1])
+def test_max_token_lifetime_that_refuses_every_token_is_e014(check_ids, lifetime):
+    assert check_ids(MAX_TOKEN_LIFETIME=lifetime) == ["tokenversion.E014"]
+
+
+@pytest.mark.parametrize("lifetime", [300, 3600, 36000])
+def test_max_token_lifetime_at_or_above_keycloaks_default_is_silent(check_ids, lifetime):
+    assert check_ids(MAX_TOKEN_LIFETIME=lifetime) == []

@@ -56,6 +56,8 @@ def header_for(case: str, jwks) -> str | None:
         return "Bearer " + jwt.encode(claims, None, algorithm="none", headers={"kid": jwks.key.kid})
     if case == "unknown key":
         return f"Bearer {mint(key=SigningKey('unknown-kid'), sub=sub)}"
+    if case == "lifetime too long":
+        return f"Bearer {mint(sub=sub, exp=jwks.claims()['iat'] + 7200)}"  # MAX_TOKEN_LIFETIME is 3600
     if case == "revoked user":
         token = mint(sub=sub)
         services.revoke_user(sub, reason="logout", actor=actor())
@@ -84,6 +86,7 @@ EXPECTED = {
     "no version claim": (401, "token_missing_claim", "invalid_token"),
     "alg none": (401, "token_invalid", "invalid_token"),
     "unknown key": (401, "token_invalid", "invalid_token"),
+    "lifetime too long": (401, "token_lifetime_exceeded", "invalid_token"),
     "revoked user": (401, "token_revoked", "invalid_token"),
     "revoked session": (401, "token_revoked", "invalid_token"),
     "revoked realm": (401, "token_revoked", "invalid_token"),

@@ -36,9 +36,10 @@ API = "tokenversion-api"
 SUB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001"
 SID = "c1d2e3f4-0000-4000-8000-000000000001"
 LEEWAY = 5
+MAX_TOKEN_LIFETIME = 3600  # the test settings' (provider default)
 MAX_TOKEN_BYTES = 8192
 MAX_VERSION = 2**63 - 1
-REFUSAL_CODES = {"token_invalid", "token_expired", "token_missing_claim"}
+REFUSAL_CODES = {"token_invalid", "token_expired", "token_missing_claim", "token_lifetime_exceeded"}
 pytestmark = pytest.mark.django_db
 
 
@@ -154,6 +155,7 @@ def valid_access_token(claims: dict[str, Any], issuer: str, now: float) -> bool:
         and (aud == API or (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and API in aud))
         and numeric_date(claims.get("exp")) and claims["exp"] > now - LEEWAY
         and numeric_date(claims.get("iat")) and claims["iat"] <= now + LEEWAY
+        and claims["exp"] - claims["iat"] <= MAX_TOKEN_LIFETIME  # token_lifetime_exceeded beyond it
         and ("nbf" not in claims or (numeric_date(claims["nbf"]) and claims["nbf"] <= now + LEEWAY))
         and claims.get("typ") == "Bearer"
         and storable(claims.get("sub"))

@@ -119,7 +119,9 @@ def test_the_size_bound_fails_closed_instead_of_evicting():
 
 
 def test_window_covers_lifetime_leeway_and_margin():
-    assert window_for(3600, 5) == 3665.0
+    # LEEWAY twice: the realm and logout rules refuse an iat up to LEEWAY after the revocation, and such a
+    # token passes the exp check until LEEWAY after its exp.
+    assert window_for(3600, 5) == 3670.0
     assert window_for(300, 0, margin=0) == 300.0
     with pytest.raises(ValueError):
         RevocationMap(0)
@@ -147,7 +149,7 @@ def test_forgetting_older_than_the_window_never_changes_a_decision_on_a_live_tok
     lifetime, leeway, bumps, realms, issued, checked = history
     version = sum(1 for t in bumps if t <= issued)  # the claims endpoint embeds the version current at issue
     claims = {"token_version": version, "iat": issued, "exp": issued + lifetime}
-    policy = RevocationPolicy(check_logout_time=logout_rule)
+    policy = RevocationPolicy(check_logout_time=logout_rule, leeway=leeway)
 
     past_bumps = [t for t in bumps if t <= checked]
     past_realms = [t for t in realms if t <= checked]

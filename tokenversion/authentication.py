@@ -9,7 +9,8 @@ Outcomes follow DRF's contract and RFC 6750:
 - no Authorization header, or another scheme: ``None`` (the next authentication class may try);
 - bad, expired or revoked token: 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, and a body
   ``{"detail": ..., "code": ...}`` whose code is one of ``token_invalid``, ``token_expired``,
-  ``token_revoked``, ``token_missing_claim``;
+  ``token_revoked``, ``token_missing_claim``, ``token_lifetime_exceeded`` (``exp - iat`` above
+  ``MAX_TOKEN_LIFETIME``);
 - keys or revocation state unavailable: 503 ``{"code": "keys_unavailable" | "revocation_store_unavailable"}``.
 
 The error details reach the ``WWW-Authenticate`` header only when this class is the *first* in the view's

@@ -93,7 +93,30 @@ def check_settings(app_configs=None, **kwargs):
                               "that every service believes. Services need only the public key (verify_keys).",
                               hint="Remove it here; keep it on the provider and the publisher only.",
                               id="tokenversion.W020"))
+    errors.extend(_check_token_lifetime(conf.max_token_lifetime))
     return errors
+
+
+# Keycloak's default access-token lifespan (realm "Access Token Lifespan").
+KEYCLOAK_DEFAULT_LIFESPAN = 300
+
+
+def _check_token_lifetime(limit: int):
+    """E014 / W014: the class refuses tokens living longer than MAX_TOKEN_LIFETIME (token_lifetime_exceeded),
+    because revocations are kept only that long; a value below Keycloak's lifespan refuses sound tokens."""
+    rule = ("tokens whose exp - iat exceeds it are refused with token_lifetime_exceeded, since revocations "
+            "are kept only that long")
+    if limit < 1:
+        return [Error(f"TOKENVERSION['MAX_TOKEN_LIFETIME'] is {limit}: every token would be refused ({rule}).",
+                      hint="Set it to the realm's longest access-token lifespan, in seconds.",
+                      id="tokenversion.E014")]
+    if limit < KEYCLOAK_DEFAULT_LIFESPAN:
+        return [Warning(f"TOKENVERSION['MAX_TOKEN_LIFETIME'] is {limit} s, below Keycloak's default access-token "
+                        f"lifespan of {KEYCLOAK_DEFAULT_LIFESPAN} s: {rule}.",
+                        hint="Set it to the realm's longest access-token lifespan (realm and client settings), "
+                             "or lower that lifespan in Keycloak to match (docs/authentication.md).",
+                        id="tokenversion.W014")]
+    return []
 
 
 def _check_store_options(store_class, options):

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_MAX_ENTRIES": 100_000,
     # The longest access-token lifetime the issuer hands out: how long session revocations are kept.
     "MAX_TOKEN_LIFETIME": 3600,
+    # The realm's SSO Session Max (Keycloak's default 10 h): how long a manually revoked session is kept when
+    # its Keycloak session could not be ended, since Keycloak may refresh it into new tokens until then.
+    "SSO_SESSION_MAX": 36000,
     # Users
     "USER_LOOKUP": None,  # dotted path: callable(claims) -> user or None
     "ROLES_CLIENT": None,  # also take roles from resource_access[ROLES_CLIENT]
@@ -64,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
     "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
     "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
+    # Long-polls that may wait at once per provider process; past it 503 feed_busy. Keep it below the worker's
+    # threads so the claims endpoint always has some (docs/scaling.md).
+    "FEED_MAX_LONG_POLLS": 8,
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
@@ -114,8 +120,9 @@ class TokenVersionSettings:
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
     store_moved_from: str | None = None  # the old dotted path STORE named, when it names a moved store (W012)
-
     feed_signing_key: str | None = None
+    sso_session_max: int = 36000
+    feed_max_long_polls: int = 8
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -161,6 +168,8 @@ class TokenVersionSettings:
             claim=self.claim,
             require_version_claim=self.require_version_claim,
             check_logout_time=self.check_logout_time,
+            leeway=self.leeway,
+            max_token_lifetime=self.max_token_lifetime,
         )
 
 
@@ -223,6 +232,8 @@ def _load() -> TokenVersionSettings:
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),
         "feed_signing_key": str(merged["FEED_SIGNING_KEY"]).strip() if merged["FEED_SIGNING_KEY"] else None,
+        "sso_session_max": int(merged["SSO_SESSION_MAX"]),
+        "feed_max_long_polls": int(merged["FEED_MAX_LONG_POLLS"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

@@ -93,6 +93,7 @@ TOKENVERSION = {
     "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS", [_DEV_MAPPER_SECRET] if DEBUG else []),
     "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS", [_DEV_EVENT_SECRET] if DEBUG else []),
     "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
+    "SSO_SESSION_MAX": int(env_str("TOKENVERSION_SSO_SESSION_MAX", "36000")),
     "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
     "PROVISION_USER": "accounts.provisioning.provision_user",
     "SUBJECT_RESOLVER": "accounts.provisioning.resolve_subject",
@@ -102,6 +103,7 @@ TOKENVERSION = {
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
     # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
     "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
+    "FEED_MAX_LONG_POLLS": int(env_str("TOKENVERSION_FEED_MAX_LONG_POLLS", "8")),
     "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
     # The Ed25519 key that signs Redis messages: a PEM file (preferred) or the PEM text itself. Only this
     # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).

@@ -112,7 +112,7 @@ class RevokedSessionAdmin(admin_pages.UserColumnMixin, admin.ModelAdmin):
     form = RevokeSessionForm
     readonly_fields = ("user",)
     # Whether saving also ends the session in Keycloak: the confirmation page says what saving does.
-    ends_keycloak_session = False
+    ends_keycloak_session = True  # revoke_session_everywhere ends it (or keeps the row for SSO_SESSION_MAX)
 
     def add_view(self, request, form_url="", extra_context=None):
         """A valid form first shows the confirmation page; its Confirm button posts again and saves."""
@@ -168,10 +168,12 @@ class RevokedSessionAdmin(admin_pages.UserColumnMixin, admin.ModelAdmin):
         return request.user.has_perm("tokenversion_server.revoke_tokens")
 
     def save_model(self, request, obj, form, change) -> None:
-        rev = services.revoke_session(
+        rev = services.revoke_session_everywhere(
             obj.session_id, subject=obj.subject, reason=form.cleaned_data["reason"],
             actor=services.Actor.admin(request.user), note=form.cleaned_data["note"] or "Django admin",
         )
+        level = messages.WARNING if rev.keycloak_session == "not_ended" else messages.INFO
+        self.message_user(request, rev.keycloak_detail, level)
         saved = RevokedSession.objects.get(issuer=rev.issuer, session_id=rev.session_id)
         obj.pk, obj.issuer = saved.pk, saved.issuer
         obj.revoked_at, obj.expires_at = saved.revoked_at, saved.expires_at

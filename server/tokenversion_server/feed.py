@@ -21,6 +21,7 @@ is the last page, ``more`` false). A service measures its freshness from it with
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -28,7 +29,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import DatabaseError, router, transaction
@@ -157,6 +158,53 @@ def events_view(request: HttpRequest) -> HttpResponse:
     have = _int(params, "have", start, cursor.safe)
     wait = _seconds(params, "wait", 0.0, conf.feed_max_wait)
     limit = _page_size(params)
+    if wait > 0:
+        with long_poll_slot(conf.feed_max_long_polls):
+            return _events(started, cursor, start, have, wait, limit)
+    return _events(started, cursor, start, have, wait, limit)
+
+
+class LongPollSlots:
+    """At most ``FEED_MAX_LONG_POLLS`` long-polls wait at once in this process.
+
+    Each waiting long-poll holds a worker thread; without a bound, enough feed clients hold every thread
+    and the claims endpoint (Keycloak's mappers, at every token issue) starves. Past the bound a long-poll
+    is answered 503 ``feed_busy`` with ``Retry-After`` at once, before any query: the service's store
+    counts it as a feed error and backs off. A poll without ``wait`` is never refused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.busy = 0
+
+    def try_acquire(self, limit: int) -> bool:
+        with self._lock:
+            if self.busy >= limit:
+                return False
+            self.busy += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.busy -= 1
+
+
+_long_polls = LongPollSlots()
+LONG_POLL_RETRY_AFTER = 1
+
+
+@contextlib.contextmanager
+def long_poll_slot(limit: int) -> Iterator[None]:
+    if not _long_polls.try_acquire(limit):
+        raise HttpError(503, "feed_busy", f"{limit} long-polls already wait in this provider process; retry, "
+                                          "or poll without wait", {"Retry-After": str(LONG_POLL_RETRY_AFTER)})
+    try:
+        yield
+    finally:
+        _long_polls.release()
+
+
+def _events(started: float, cursor: Cursor, start: int, have: int, wait: float, limit: int) -> HttpResponse:
     using = feed_using()
     if not feedlog.cursor_is_valid(using, cursor, feedlog.allocated(using)):
         raise HttpError(410, "cursor_expired", "this cursor does not belong to the provider's current data; "

@@ -111,14 +111,25 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str) -> Any:
+    """RFC 8259 JSON only: no repeated key, and none of Python's extensions ``NaN``, ``Infinity`` and
+    ``-Infinity`` (which no other parser reads back, and which would reach the database as floats)."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
 def read_json_object(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     body = read_body(request, "application/json", limit)
     try:
-        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        data = loads_strict(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise HttpError(400, "invalid_request", "body is not UTF-8") from None
     except (ValueError, RecursionError):
-        raise HttpError(400, "invalid_request", "body is not valid JSON (or repeats a key)") from None
+        raise HttpError(400, "invalid_request",
+                        "body is not valid JSON (or repeats a key, or has NaN or Infinity)") from None
     if not isinstance(data, dict):
         raise HttpError(400, "invalid_request", "body must be a JSON object")
     return data

@@ -10,7 +10,7 @@ default to what ``TOKENVERSION["ISSUER"]`` names (``<server>/realms/<realm>``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -144,6 +144,34 @@ def user_sessions(subject: str, admin: KeycloakAdmin | None = None) -> list[User
                         started=when(s.get("start")), last_access=when(s.get("lastAccess")),
                         clients=tuple(sorted((s.get("clients") or {}).values())))
             for s in raw]
+
+
+# Ending one session runs inside a revocation request: wait at most this long for Keycloak, per call.
+SESSION_END_TIMEOUT = 5
+
+
+def end_session(session_id: str, conf: KeycloakAdminSettings | None = None) -> bool:
+    """End one Keycloak user session (``sid``), online and offline; True when Keycloak had it.
+
+    ``DELETE /admin/realms/{realm}/sessions/{sid}`` (``?isOffline=true`` for the offline session of that id):
+    204 when it existed, 404 when not. Either way no session of that id is left to mint tokens on refresh,
+    so both count as done; anything else (no credentials, unreachable, another status) raises
+    ``KeycloakUnavailable``. Keycloak sends its back-channel logout for the session before it answers.
+    """
+    conf = conf or admin_settings()
+    admin = admin_client(replace(conf, timeout=min(conf.timeout, SESSION_END_TIMEOUT)))
+    path = f"admin/realms/{quote(conf.realm, safe='')}/sessions/{quote(session_id, safe='')}"
+    found = False
+    for params in ({}, {"isOffline": "true"}):
+        try:
+            response = admin.connection.raw_delete(path, **params)
+        except (_PythonKeycloakError, OSError) as exc:
+            raise KeycloakUnavailable(f"ending Keycloak session {session_id} failed: {_describe(exc)}") from None
+        if response.status_code in (200, 204):
+            found = True
+        elif response.status_code != 404:
+            raise KeycloakUnavailable(f"ending Keycloak session {session_id} failed: HTTP {response.status_code}")
+    return found
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ After commit, the process's store forgets what it cached (so this process sees t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from .models import RealmRevocation, RevocationEvent, RevokedSession, SeenIdenti
 
 Reason = RevocationEvent.Reason
 Scope = RevocationEvent.Scope
+logger = logging.getLogger("tokenversion.server")
 
 # Keycloak user ids are UUIDs, federated users look like "f:<provider>:<id>", and Keycloak 26 session ids are
 # 24 base64url characters, so about one in 32 starts with "-" or "_". Be strict, but not UUID-only.
@@ -88,6 +90,10 @@ class Revocation:
     audit_id: int | None = None
     changed: bool = True  # False: it was already in force (a repeated session revocation), nothing written
     extra: dict[str, Any] = field(default_factory=dict)
+    # Session revocations: until when the row is kept; for manual ones, what became of the Keycloak session.
+    kept_until: dt.datetime | None = None
+    keycloak_session: str = ""  # "ended", "not_found" (already gone) or "not_ended"
+    keycloak_detail: str = ""  # one sentence for the answer (REST field, CLI line, admin message, audit note)
 
 
 def check_identifier(value: Any, what: str) -> str:
@@ -183,9 +189,17 @@ def revoke_user(
 
 def revoke_session(
     session_id: str, *, actor: Actor, reason: str = Reason.LOGOUT, subject: str = "",
-    issuer: str | None = None, note: str = ""
+    issuer: str | None = None, note: str = "", keep_seconds: float | None = None,
+    renew_since: dt.datetime | None = None,
 ) -> Revocation:
-    """Kill every token of one Keycloak session (``sid``); other sessions of the user keep working."""
+    """Kill every token of one Keycloak session (``sid``); other sessions of the user keep working.
+
+    The row is kept ``keep_seconds`` (default ``MAX_TOKEN_LIFETIME``: then no token of the session can
+    still be alive, as long as Keycloak cannot mint new ones for it). A session already revoked and not
+    expired is left alone (``changed`` False, no audit row), unless its row was written at or after
+    ``renew_since``: that is the back-channel logout Keycloak sends while ``revoke_session_everywhere`` ends
+    the session, and the manual revocation is still recorded under its own actor.
+    """
     issuer = resolve_issuer(issuer)
     check_identifier(session_id, "session id")
     if subject:
@@ -194,35 +208,88 @@ def revoke_session(
     using = _db(RevokedSession)
     conn = connections[using]
     now = timezone.now()
-    expires = now + dt.timedelta(seconds=get_settings().max_token_lifetime)
-    rev = Revocation(Scope.SESSION, issuer, reason, now, subject=subject, session_id=session_id)
+    keep = get_settings().max_token_lifetime if keep_seconds is None else keep_seconds
+    expires = now + dt.timedelta(seconds=keep)
+    rev = Revocation(Scope.SESSION, issuer, reason, now, subject=subject, session_id=session_id,
+                     kept_until=expires)
+    params = [issuer, session_id, subject, conn.ops.adapt_datetimefield_value(now),
+              conn.ops.adapt_datetimefield_value(expires)]
+    if renew_since is not None:
+        params.append(conn.ops.adapt_datetimefield_value(renew_since))
     with transaction.atomic(using=using):
         with conn.cursor() as cursor:
-            cursor.execute(_revoke_session_sql(using), [issuer, session_id, subject,
-                                                        conn.ops.adapt_datetimefield_value(now),
-                                                        conn.ops.adapt_datetimefield_value(expires)])
+            cursor.execute(_revoke_session_sql(using, renew_since is not None), params)
             if cursor.fetchone() is None:
                 # Already revoked and not expired (Keycloak reports a logout twice: back-channel and event).
-                return Revocation(**{**rev.__dict__, "changed": False})
+                kept = RevokedSession.objects.using(using).filter(issuer=issuer, session_id=session_id)
+                return Revocation(**{**rev.__dict__, "changed": False,
+                                     "kept_until": kept.values_list("expires_at", flat=True).first()})
         audit = _audit(rev, actor, note, using)
         rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
         _after_commit(rev, using)
     return rev
 
 
-def _revoke_session_sql(using: str) -> str:
-    """Insert the session, or renew an expired row; returns a row only when it changed something."""
+def _revoke_session_sql(using: str, renew_since: bool = False) -> str:
+    """Insert the session, or renew an expired row (or one written since ``renew_since``, the last
+    parameter), never shortening its keep; returns a row only when it changed something."""
     conn = connections[using]
     qn = conn.ops.quote_name
     table = qn(RevokedSession._meta.db_table)
+    expires = f"{table}.{qn('expires_at')}"
+    renew = f" OR {table}.{qn('revoked_at')} >= %s" if renew_since else ""
     return (
         f"INSERT INTO {table} ({qn('issuer')}, {qn('session_id')}, {qn('subject')}, "  # noqa: S608
         f"{qn('revoked_at')}, {qn('expires_at')}) VALUES (%s, %s, %s, %s, %s) "
         f"ON CONFLICT ({qn('issuer')}, {qn('session_id')}) DO UPDATE SET "
-        f"{qn('revoked_at')} = excluded.{qn('revoked_at')}, {qn('expires_at')} = excluded.{qn('expires_at')} "
-        f"WHERE {table}.{qn('expires_at')} <= excluded.{qn('revoked_at')} "
+        f"{qn('revoked_at')} = excluded.{qn('revoked_at')}, {qn('expires_at')} = CASE WHEN {expires} > "
+        f"excluded.{qn('expires_at')} THEN {expires} ELSE excluded.{qn('expires_at')} END "
+        f"WHERE {expires} <= excluded.{qn('revoked_at')}{renew} "
         f"RETURNING {qn('id')}"
     )
+
+
+def revoke_session_everywhere(
+    session_id: str, *, actor: Actor, reason: str = Reason.LOGOUT, subject: str = "",
+    issuer: str | None = None, note: str = "",
+) -> Revocation:
+    """A manual session revocation (REST API, admin form, ``revoke --session``): end the Keycloak session
+    too, then revoke its tokens.
+
+    Keycloak re-runs the mappers on every refresh, so while the Keycloak session lives its client can
+    refresh into new tokens for the same ``sid``; those are refused only while the revocation is kept. So:
+
+    - Keycloak ended the session (or had none of that id): kept ``MAX_TOKEN_LIFETIME``, as for a logout;
+    - Keycloak could not be asked (no admin credentials, unreachable, an error): kept ``SSO_SESSION_MAX``,
+      the longest a Keycloak session can live, and the answer says so (``keycloak_detail``).
+
+    Keycloak is asked first, outside any transaction: it sends its back-channel logout to this provider
+    before it answers, and that request must not wait on a lock held here. Arguments are checked before.
+    """
+    issuer = resolve_issuer(issuer)
+    check_identifier(session_id, "session id")
+    if subject:
+        check_identifier(subject, "subject")
+    _check_reason(reason)
+    from . import keycloak  # python-keycloak is only needed here and in the admin actions
+
+    conf = get_settings()
+    started = timezone.now()
+    try:
+        found = keycloak.end_session(session_id)
+    except keycloak.KeycloakUnavailable as exc:
+        keep = max(conf.sso_session_max, conf.max_token_lifetime)
+        state, detail = "not_ended", (
+            f"Keycloak session not ended ({exc}): the revocation is kept for SSO_SESSION_MAX ({keep} s) instead "
+            f"of MAX_TOKEN_LIFETIME ({conf.max_token_lifetime} s). End the session in Keycloak.")
+        logger.warning("session %s revoked, but %s", session_id, detail)
+    else:
+        keep = conf.max_token_lifetime
+        state, detail = ("ended", "Keycloak session ended.") if found else (
+            "not_found", "Keycloak has no session of that id (already ended).")
+    rev = revoke_session(session_id, actor=actor, reason=reason, subject=subject, issuer=issuer,
+                         note=f"{note}\n{detail}" if note else detail, keep_seconds=keep, renew_since=started)
+    return Revocation(**{**rev.__dict__, "keycloak_session": state, "keycloak_detail": detail})
 
 
 def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None = None,

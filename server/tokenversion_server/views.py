@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import re
 from typing import Any
@@ -30,9 +29,9 @@ from . import services
 from .http import (
     MAX_BODY_BYTES,
     HttpError,
-    _no_duplicates,
     error_response,
     json_response,
+    loads_strict,
     machine_endpoint,
     optional_string,
     read_form,
@@ -265,6 +264,9 @@ def revocation_payload(rev: services.Revocation) -> dict[str, Any]:
         "new_version": rev.new_version,
         "revoked_at": rev.at.isoformat(),
         "audit_id": rev.audit_id,
+        # Session scope: the Keycloak session's fate ("ended", "not_found", "not_ended") and the row's keep.
+        **({"keycloak_session": rev.keycloak_session, "kept_until": rev.kept_until and rev.kept_until.isoformat(),
+            "keycloak_detail": rev.keycloak_detail} if rev.keycloak_session else {}),
     }
 
 
@@ -275,7 +277,8 @@ class BodyTooLarge(exceptions.APIException):
 
 
 class RevocationJSONParser(parsers.JSONParser):
-    """The machine endpoints' JSON rules: at most ``MAX_BODY_BYTES``, UTF-8, no repeated key.
+    """The machine endpoints' JSON rules: at most ``MAX_BODY_BYTES``, UTF-8, no repeated key, no ``NaN`` or
+    ``Infinity``.
 
     DRF's own parser reads a body of any size and lets a deeply nested one raise RecursionError (a 500).
     """
@@ -285,9 +288,10 @@ class RevocationJSONParser(parsers.JSONParser):
         if len(body) > MAX_BODY_BYTES:
             raise BodyTooLarge()
         try:
-            return json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+            return loads_strict(body.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key)") from None
+            raise exceptions.ParseError("body is not valid UTF-8 JSON (or repeats a key, or has NaN or "
+                                        "Infinity)") from None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -376,8 +380,8 @@ class RevocationView(APIView):
                     raise exceptions.NotFound({"detail": "unknown user", "code": "unknown_user"})
                 rev = services.revoke_user(subject, reason=data["reason"], actor=actor, note=data["note"])
             elif data["scope"] == "session":
-                rev = services.revoke_session(data["session_id"], reason=data["reason"], actor=actor,
-                                              note=data["note"])
+                rev = services.revoke_session_everywhere(data["session_id"], reason=data["reason"], actor=actor,
+                                                         note=data["note"])
             else:
                 rev = services.revoke_realm(reason=data["reason"], actor=actor, note=data["note"])
         except services.InvalidRequest as exc:

@@ -30,6 +30,13 @@ class TokenExpired(TokenRejected):
     code = "token_expired"
 
 
+class TokenLifetimeExceeded(TokenRejected):
+    """Lives longer (``exp - iat``) than ``MAX_TOKEN_LIFETIME``, the time revocations are kept: accepting it
+    could accept it after its revocation is forgotten. Usually a Keycloak lifespan raised above the setting."""
+
+    code = "token_lifetime_exceeded"
+
+
 class TokenRevoked(TokenRejected):
     """Valid as a JWT, but revoked: older version, revoked session, realm epoch or logout time."""
 

@@ -7,10 +7,24 @@ A token that passed local validation is still refused when any of these holds:
 3. it was issued at or before the realm epoch ("everything issued before T is dead");
 4. optionally, it was issued at or before the subject's ``last_logout_time`` (for issuers without the mapper).
 
-Rules 3 and 4 compare against ``iat``, which has one-second resolution. A token issued in the same second as
-a revocation cannot be told apart from one issued just before it, so both are refused: the cut-off is
-"``iat`` <= floor(T)". The cost is that a login in the very second of a logout gets a token that is refused
-and must be refreshed; the alternative would accept tokens minted before the revocation.
+Rules 3 and 4 compare ``iat`` (Keycloak's clock, whole seconds) with an instant ``T`` taken on the provider's
+clock. Two margins, both in the refusing direction:
+
+- one-second resolution: a token issued in the same second as a revocation cannot be told apart from one
+  issued just before it, so both are refused; a fractional ``iat`` (Keycloak issues integers, but a
+  token is not obliged to) is compared by its whole second too, so ``iat = T - 0.3`` in the second of ``T``
+  is refused like ``iat = floor(T)``;
+- clock skew: Keycloak's clock may run ahead of the provider's, so a token minted *before* the revocation
+  can carry an ``iat`` a little *after* ``T``. Every ``iat`` up to ``LEEWAY`` seconds after ``T`` is refused.
+
+The cut-off is therefore "floor(``iat``) <= floor(``T`` + ``LEEWAY``)". The cost is that a login within
+``LEEWAY`` seconds after a realm revocation (or, with ``CHECK_LOGOUT_TIME``, after the user's logout) gets a
+token that is refused and must be refreshed; the alternative would accept tokens minted before the
+revocation. The clocks must be kept within ``LEEWAY`` of each other (NTP): docs/authentication.md.
+
+One rule guards the others: every revocation is kept (on the provider and in the services' maps) for
+``MAX_TOKEN_LIFETIME``, which is only enough if no token lives longer. ``check_lifetime`` refuses a token
+whose ``exp - iat`` exceeds it, so a Keycloak client whose lifespan was raised cannot outlive a revocation.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import MissingClaim, TokenInvalid, TokenRevoked
+from .errors import MissingClaim, TokenInvalid, TokenLifetimeExceeded, TokenRevoked
 
 # Versions are stored as signed 64-bit integers (PostgreSQL bigint).
 MAX_VERSION = 2**63 - 1
@@ -75,6 +89,10 @@ class RevocationPolicy:
     claim: str = "token_version"
     require_version_claim: bool = True
     check_logout_time: bool = False
+    # Seconds Keycloak's clock may run ahead of the provider's: iat up to this long after T is refused.
+    leeway: float = 0.0
+    # The longest ``exp - iat`` accepted (None: no limit); revocations are kept this long.
+    max_token_lifetime: float | None = None
 
 
 def read_version_claim(claims: Mapping[str, Any], claim: str) -> int | None:
@@ -97,15 +115,39 @@ def is_identifier(value: Any) -> bool:
     )
 
 
-def issued_at_or_before(iat: Any, instant: float) -> bool:
+def issued_at_or_before(iat: Any, instant: float, leeway: float = 0.0) -> bool:
     """True when a token with this ``iat`` may have been issued at or before ``instant``.
 
-    ``iat`` counts whole seconds, so every token whose ``iat`` equals floor(instant) is treated as issued
-    before it (fail closed).
+    ``iat`` counts whole seconds on Keycloak's clock, ``instant`` is the provider's: every token whose whole
+    second is at most floor(``instant`` + ``leeway``) is treated as issued before it (fail closed; see the
+    module docstring). Anything but a finite number is too.
     """
     if type(iat) is not int and not (isinstance(iat, float) and math.isfinite(iat)):
         return True
-    return iat <= math.floor(instant)
+    return math.floor(iat) <= math.floor(instant + leeway)
+
+
+def _seconds(value: Any) -> bool:
+    return type(value) is int or (isinstance(value, float) and math.isfinite(value))
+
+
+def check_lifetime(claims: Mapping[str, Any], policy: RevocationPolicy) -> None:
+    """Raise ``TokenLifetimeExceeded`` when ``exp - iat`` is longer than ``MAX_TOKEN_LIFETIME``.
+
+    Revocations are forgotten ``MAX_TOKEN_LIFETIME`` after they are made; a token that lives longer (a
+    client whose access-token lifespan was raised in Keycloak) would be accepted again once its
+    revocation is forgotten. Refusing it is one subtraction, and it makes the retention argument hold.
+    """
+    limit = policy.max_token_lifetime
+    if limit is None:
+        return
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not (_seconds(iat) and _seconds(exp)):
+        raise TokenInvalid("malformed iat or exp claim")
+    if exp - iat > limit:
+        raise TokenLifetimeExceeded(
+            f"token lifetime {exp - iat:g} s exceeds MAX_TOKEN_LIFETIME ({limit:g} s)"
+        )
 
 
 def check_revocation(claims: Mapping[str, Any], view: RevocationView, policy: RevocationPolicy) -> None:
@@ -119,8 +161,9 @@ def check_revocation(claims: Mapping[str, Any], view: RevocationView, policy: Re
     if view.session_revoked:
         raise TokenRevoked("session revoked")
     iat = claims.get("iat")
-    if view.realm_not_before is not None and issued_at_or_before(iat, view.realm_not_before):
+    if view.realm_not_before is not None and issued_at_or_before(iat, view.realm_not_before, policy.leeway):
         raise TokenRevoked("issued before a realm-wide revocation")
     last_logout = view.subject.last_logout_time
-    if policy.check_logout_time and last_logout is not None and issued_at_or_before(iat, last_logout):
+    if (policy.check_logout_time and last_logout is not None
+            and issued_at_or_before(iat, last_logout, policy.leeway)):
         raise TokenRevoked("issued before the user's last logout")

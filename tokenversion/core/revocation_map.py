@@ -56,8 +56,9 @@ DEFAULT_MARGIN = 60.0
 
 
 def window_for(max_token_lifetime: float, leeway: float, margin: float = DEFAULT_MARGIN) -> float:
-    """How long an entry must be kept: the longest token life, the ``exp`` leeway, and a safety margin."""
-    return float(max_token_lifetime) + float(leeway) + float(margin)
+    """How long an entry must be kept: the longest token life, the leeway twice (the realm and logout rules
+    refuse an ``iat`` up to ``LEEWAY`` after ``at``, and ``exp`` is accepted ``LEEWAY`` late), and a margin."""
+    return float(max_token_lifetime) + 2 * float(leeway) + float(margin)
 
 
 @dataclass(frozen=True, slots=True)

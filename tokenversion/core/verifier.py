@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TokenInvalid, TokenRejected, Unavailable
-from .revocation import RevocationPolicy, RevocationStore, check_revocation, is_identifier
+from .revocation import RevocationPolicy, RevocationStore, check_lifetime, check_revocation, is_identifier
 from .tokens import AccessTokenValidator
 
 logger = logging.getLogger("tokenversion")
@@ -108,6 +108,7 @@ class Verifier:
 
     def check_revocation(self, claims: Mapping[str, Any]) -> None:
         check_identifiers(claims)
+        check_lifetime(claims, self.policy)  # before the store: a token that outlives its revocation is refused
         view = self.store.view(claims["iss"], claims["sub"], claims.get("sid"))
         check_revocation(claims, view, self.policy)
 

@@ -36,9 +36,15 @@ class Command(BaseCommand):
                                             note=note)
                 self.stdout.write(f"Revoked every token of {rev.issuer} issued until {rev.at.isoformat()}.")
             elif options["session"]:
-                rev = services.revoke_session(options["session"], actor=actor, note=note,
-                                              reason=options["reason"] or services.Reason.LOGOUT)
+                rev = services.revoke_session_everywhere(options["session"], actor=actor, note=note,
+                                                         reason=options["reason"] or services.Reason.LOGOUT)
                 self.stdout.write(f"Revoked session {rev.session_id}.")
+                kept = f"Kept until {rev.kept_until.isoformat()}." if rev.kept_until else ""
+                line = f"{rev.keycloak_detail} {kept}".strip()
+                if rev.keycloak_session == "not_ended":
+                    self.stdout.write(self.style.WARNING(line))
+                else:
+                    self.stdout.write(line)
             else:
                 subject = self._known_subject(options["user"])
                 rev = services.revoke_user(subject, actor=actor, note=note,
