@@ -1,8 +1,8 @@
 """Settings for the tokenversion provider, all from environment variables (see docs/configuration.md).
 
-With nothing set, it runs for local development: SQLite in ``var/``, the Keycloak realm that
-``scripts/keycloak.sh`` starts, and development secrets. ``DJANGO_DEBUG=0`` (the default outside the
-README's first command) refuses to start without real secrets.
+No secret is written here. For local development, the README's first command writes ``var/dev.env``
+(random secrets, ``DJANGO_DEBUG=1``, SQLite in ``var/``), which ``manage.py`` and ``provider/wsgi.py`` read
+when nothing else is configured (``provider/devenv.py``). Without ``DJANGO_SECRET_KEY`` it refuses to start.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from .env import database_from_url, env_bool, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-_DEV_KEY = "django-insecure-tokenversion-development-only"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_KEY if DEBUG else None)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development)")
+    raise ImproperlyConfigured("set DJANGO_SECRET_KEY (for local development, run `bash scripts/provider.sh` once: "
+                               "it writes var/dev.env)")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
@@ -81,15 +81,12 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
-_DEV_MAPPER_SECRET = "dev-mapper-secret-0123456789abcdef0123"
-_DEV_EVENT_SECRET = "dev-event-secret-0123456789abcdef01234"
-
 TOKENVERSION = {
     "ISSUER": env_str("TOKENVERSION_ISSUER", "http://127.0.0.1:8080/realms/tokenversion"),
     "AUDIENCE": env_list("TOKENVERSION_AUDIENCE", ["tokenversion-api"]),
     "JWKS_URL": env_str("TOKENVERSION_JWKS_URL"),
-    "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS", [_DEV_MAPPER_SECRET] if DEBUG else []),
-    "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS", [_DEV_EVENT_SECRET] if DEBUG else []),
+    "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS"),
+    "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS"),
     "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
     "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
     "PROVISION_USER": "accounts.provisioning.provision_user",

@@ -5,6 +5,10 @@ PY="$VENV/bin/python"
 
 ensure_venv() {  # ensure_venv EXTRAS  (e.g. "server" or "dev")
   local extras="$1" stamp="$VENV/.installed-$1"
+  # dev includes server: a dev venv (the tests') already holds what the provider needs
+  if [ "$extras" = server ] && [ -f "$VENV/.installed-dev" ] && [ ! "$ROOT/pyproject.toml" -nt "$VENV/.installed-dev" ]; then
+    stamp="$VENV/.installed-dev"
+  fi
   if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
   fi

@@ -6,6 +6,7 @@ The issuer and JWKS are the test suite's own: real RSA keys served over loopback
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
+os.environ.setdefault("DJANGO_SECRET_KEY", "tokenversion-tests-" + "k" * 40)  # the tests' own; never a deployment's
 
 from provider.settings import *  # noqa: F403
 from provider.settings import BASE_DIR, TOKENVERSION

@@ -8,6 +8,7 @@ class TokenVersionServerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers W020/E020: development secrets in use)
         from .publish import connect_fast_path
 
         connect_fast_path()  # publish committed revocations on Redis when REDIS_URL is set
