@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,7 +53,7 @@ class LongPolls:
     def __init__(self, base: str, count: int, wait: float) -> None:
         self.base, self.wait, self.stop = base, wait, threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
-        self.answers = 0
+        self.answers = self.errors = 0
 
     def _get(self, path: str, timeout: float) -> dict:
         request = urllib.request.Request(f"{self.base}{path}", headers={"X-TokenVersion-Secret": FEED_SECRET})
@@ -60,16 +61,16 @@ class LongPolls:
             return json.loads(response.read())
 
     def _run(self) -> None:
-        try:
-            cursor = self._get("/tokenversion/feed/snapshot?since=0", 30)["cursor"]
-        except (OSError, KeyError):
-            return
+        cursor = self._get(f"/tokenversion/feed/snapshot?since={int(time.time()) - 60}", 30)["cursor"]
         have = 0
         while not self.stop.is_set():
             query = urllib.parse.urlencode({"after": cursor, "have": have, "wait": self.wait})
             try:
                 answer = self._get(f"/tokenversion/feed/events?{query}", self.wait + 30)
-            except (OSError, urllib.error.HTTPError):
+            except (OSError, urllib.error.HTTPError) as exc:
+                self.errors += 1
+                print(f"long-poll failed: {exc}")
+                time.sleep(1)
                 continue
             cursor, have = answer["cursor"], answer.get("last_id") or have
             self.answers += 1
@@ -80,7 +81,11 @@ class LongPolls:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()  # the threads end with their current poll; daemon threads never block the exit
+        # The threads end with their current poll; waiting for them keeps this cell's long-polls from
+        # holding the server's threads into the next cell.
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(self.wait + 30)
 
 
 def main() -> None:
@@ -102,14 +107,15 @@ def main() -> None:
         cells = [(name, k) for name in servers for k in polls]
         for r in range(rounds):
             for name, k in cells[r % len(cells):] + cells[:r % len(cells)]:
-                with LongPolls(servers[name], k, wait=25.0):
+                # each long-poll waits a little longer than a measurement, so it spans it, then ends
+                with LongPolls(servers[name], k, wait=duration + 2):
                     # let the long-polls reach their wait before measuring
                     threading.Event().wait(1.0 if k else 0)
                     results.setdefault((name, k), []).append(run_wrk(servers[name], args.connections, duration,
                                                                      args.users))
     print(f"load average at end (1/5/15 min): {load()}")
     print(f"claims endpoint, {args.connections} wrk connections, medians of {rounds} rounds of {duration:g} s; "
-          f"K = long-polls held open on the same server (wait=25 s)")
+          f"K = long-polls held open on the same server throughout (wait={duration + 2:g} s)")
     print(f"{'server':45} {'K':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs K=0':>7}")
     for name in servers:
         base_rps = None
