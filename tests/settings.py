@@ -13,6 +13,7 @@ from provider.settings import BASE_DIR, TOKENVERSION
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
+WHITENOISE_AUTOREFRESH = True  # look up static files per request: no collectstatic, no "No directory" warning
 
 _db = os.environ.get("TOKENVERSION_TEST_DB", "sqlite")
 if _db == "postgres":
