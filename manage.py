@@ -54,15 +54,29 @@ def main() -> None:
 
         settings.INSTALLED_APPS  # noqa: B018  (loads the settings: a bad setting fails here, in one line)
         execute_from_command_line(sys.argv)
-    except ImproperlyConfigured as exc:
+    except (ImproperlyConfigured, DatabaseError) as exc:
+        if "--traceback" in sys.argv:
+            raise
+        _explain(exc)
+    except _keycloak_errors() as exc:  # evaluated only now: the settings and apps are loaded by then
+        if "--traceback" in sys.argv:
+            raise
+        _explain(exc)
+
+
+def _explain(exc: BaseException) -> None:
+    """One line for what stops a command before or outside its own error handling."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError
+
+    if isinstance(exc, ImproperlyConfigured):
         _fail(f"{_one_line(exc)} (see docs/configuration.md)", 2)
-    except DatabaseError as exc:
+    if isinstance(exc, DatabaseError):
         message = " ".join(str(exc).split()) or type(exc).__name__
         if "no such table" in message or ("relation" in message and "does not exist" in message):
             _fail(f"the database is not migrated ({message}): run `python3 manage.py migrate`", 1)
         _fail(f"the database is unavailable: {message}", 1)
-    except _keycloak_errors() as exc:
-        _fail(f"cannot reach Keycloak: {_one_line(exc)}", 1)
+    _fail(f"cannot reach Keycloak: {_one_line(exc)}", 1)
 
 
 def _one_line_command_errors() -> None:
@@ -104,13 +118,13 @@ def _keycloak_errors() -> tuple[type[BaseException], ...]:
         from tokenversion.server.keycloak import KeycloakUnavailable
 
         found.append(KeycloakUnavailable)
-    except ImportError:
+    except Exception:  # noqa: S110  (an app that cannot load: nothing of Keycloak's to catch)
         pass
     try:
         from keycloak.exceptions import KeycloakError
 
         found.append(KeycloakError)
-    except ImportError:
+    except Exception:  # noqa: S110
         pass
     return tuple(found)
 
