@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -86,13 +87,8 @@ def request(base: str, path: str, body: dict | None = None, headers: dict | None
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, headers={**(headers or {}),
                                  **({"Content-Type": "application/json"} if data else {})})
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
     try:
-        with urllib.request.build_opener(NoRedirect).open(req, timeout=10) as answer:
+        with urllib.request.build_opener(_NoRedirect).open(req, timeout=10) as answer:
             return answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
@@ -193,3 +189,37 @@ def test_readiness_fails_when_the_database_is_unreachable(deployed, tmp_path):
         assert request(server.base, "/health", headers=host)[0] == 200  # liveness does not depend on it
     finally:
         server.stop()
+
+
+def _cookies(headers) -> dict[str, str]:
+    return {c.split("=", 1)[0]: c.split("=", 1)[1].split(";", 1)[0] for c in headers.get_all("Set-Cookie") or []}
+
+
+def test_admin_login_works_behind_the_tls_proxy(deployed):
+    """Secure cookies and CSRF's origin check, as a browser meets them through the proxy (no extra setting)."""
+    server, env, _, _ = deployed
+    password = secrets.token_urlsafe(16)
+    subprocess.run(["python3", "manage.py", "createsuperuser", "--noinput", "--username", "ops", "--email",
+                    "ops@example.com"], cwd=ROOT, env={**env, "DJANGO_SUPERUSER_PASSWORD": password}, check=True,
+                   capture_output=True, timeout=120)
+    status, headers, _ = request(server.base, "/admin/login/", headers=PROXY)
+    cookies = _cookies(headers)
+    assert status == 200 and "Secure" in headers["Set-Cookie"]
+    form = urllib.parse.urlencode({"csrfmiddlewaretoken": cookies["csrftoken"], "username": "ops",
+                                   "password": password, "next": "/admin/"}).encode()
+    req = urllib.request.Request(server.base + "/admin/login/", data=form, headers={
+        **PROXY, "Origin": "https://tokenversion.example.com", "Referer": "https://tokenversion.example.com/admin/login/",
+        "Cookie": f"csrftoken={cookies['csrftoken']}", "Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        urllib.request.build_opener(_NoRedirect).open(req, timeout=10)
+        pytest.fail("the login did not redirect")
+    except urllib.error.HTTPError as answer:
+        assert (answer.code, answer.headers["Location"]) == (302, "/admin/"), answer.read()[:300]
+        session = _cookies(answer.headers)["sessionid"]
+    status, _, body = request(server.base, "/admin/", headers={**PROXY, "Cookie": f"sessionid={session}"})
+    assert status == 200 and b"ops" in body
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
