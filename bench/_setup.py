@@ -8,6 +8,7 @@ measured round by round in one run, with the order of the cases rotated each rou
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,7 @@ def setup_django(database_url: str | None = None, **tokenversion: Any) -> None:
     ``database_url`` defaults to a throw-away SQLite file; a ``postgres://`` URL is read by ``provider.env``.
     """
     os.environ.setdefault("DJANGO_DEBUG", "1")
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))  # a throw-away key per run
     os.environ["DATABASE_URL"] = database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     os.environ["DJANGO_SETTINGS_MODULE"] = "provider.settings"
     import django

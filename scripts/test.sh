@@ -2,8 +2,9 @@
 # The README's second command and what CI runs: the whole test suite.
 #   1. lint (ruff), 2. the Java extension's unit tests and JAR (Maven),
 #   3. pytest on SQLite, 4. pytest on PostgreSQL with Redis and a real Keycloak (end to end).
-# Installs and starts everything it needs (PostgreSQL, Redis and Chromium from Debian's packages, Keycloak from
-# Maven Central).
+# Installs and starts everything it needs: a JDK 17, Maven, PostgreSQL, Redis and Chromium from Debian's
+# packages (when missing), Keycloak from Maven Central into ~/.cache/tokenversion, the extension's dependencies
+# into ~/.m2.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -11,7 +12,7 @@ ensure_venv dev
 "$VENV/bin/ruff" check .
 "$VENV/bin/lint-imports" --no-cache  # import boundaries (pyproject.toml [tool.importlinter])
 echo "== Keycloak extension: JUnit tests and JAR (Maven)"
-command -v mvn >/dev/null || { echo "test.sh: Maven (mvn) and a JDK 17 are required" >&2; exit 1; }
+ensure_java_maven
 (cd keycloak && mvn -B package 2>&1 | grep -E "Tests run:|BUILD|ERROR|FAIL" ; exit "${PIPESTATUS[0]}")
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"

@@ -6,12 +6,14 @@ The issuer and JWKS are the test suite's own: real RSA keys served over loopback
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
+os.environ.setdefault("DJANGO_SECRET_KEY", "tokenversion-tests-" + "k" * 40)  # the tests' own; never a deployment's
 
 from provider.settings import *  # noqa: F403
 from provider.settings import BASE_DIR, TOKENVERSION
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
+WHITENOISE_AUTOREFRESH = True  # look up static files per request: no collectstatic, no "No directory" warning
 
 _db = os.environ.get("TOKENVERSION_TEST_DB", "sqlite")
 if _db == "postgres":

@@ -78,3 +78,20 @@ def _flag(value: str, name: str) -> bool:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise ImproperlyConfigured(f"DATABASE_URL option {name} must be 1/0 or true/false, got {value!r}")
+
+
+def project_home() -> Path:
+    """Where relative paths (``var/``: the development database, ``dev.env``, static files) live.
+
+    ``TOKENVERSION_HOME`` when set; else the working directory when it is a checkout (``manage.py`` runs there);
+    else the checkout this file sits in (``server/provider/env.py``, two levels down); else the working
+    directory (an installed wheel).
+    """
+    home = env_str("TOKENVERSION_HOME")
+    if home:
+        return Path(home)
+    cwd = Path.cwd()
+    if (cwd / "manage.py").is_file():
+        return cwd
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "manage.py").is_file() else cwd

@@ -1,8 +1,8 @@
 """Settings for the tokenversion provider, all from environment variables (see docs/configuration.md).
 
-With nothing set, it runs for local development: SQLite in ``var/``, the Keycloak realm that
-``scripts/keycloak.sh`` starts, and development secrets. ``DJANGO_DEBUG=0`` (the default outside the
-README's first command) refuses to start without real secrets.
+No secret is written here. For local development, the README's first command writes ``var/dev.env``
+(random secrets, ``DJANGO_DEBUG=1``, SQLite in ``var/``), which ``manage.py`` and ``provider/wsgi.py`` read
+when nothing else is configured (``provider/devenv.py``). Without ``DJANGO_SECRET_KEY`` it refuses to start.
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import database_from_url, env_bool, env_list, env_str
+from .env import database_from_url, env_bool, env_list, env_str, project_home
 
-# Where relative paths (the development SQLite database, var/) live: TOKENVERSION_HOME, else the checkout this
-# file sits in (server/provider/settings.py, two levels down), else the working directory (an installed wheel).
-_CHECKOUT = Path(__file__).resolve().parents[2]
-BASE_DIR = Path(env_str("TOKENVERSION_HOME") or (_CHECKOUT if (_CHECKOUT / "manage.py").is_file() else Path.cwd()))
+# Where relative paths (var/: the development database, dev.env, static files) live: provider/env.py.
+BASE_DIR = project_home()
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-_DEV_KEY = "django-insecure-tokenversion-development-only"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_KEY if DEBUG else None)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development)")
+    raise ImproperlyConfigured("set DJANGO_SECRET_KEY (for local development, run `bash scripts/provider.sh` once: "
+                               "it writes var/dev.env)")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")  # only behind a proxy that rewrites Host
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,6 +39,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JS) from STATIC_ROOT, in production too (docs/deployment.md).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -79,19 +80,16 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))  # filled by collectstatic
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
-
-_DEV_MAPPER_SECRET = "dev-mapper-secret-0123456789abcdef0123"
-_DEV_EVENT_SECRET = "dev-event-secret-0123456789abcdef01234"
 
 TOKENVERSION = {
     "ISSUER": env_str("TOKENVERSION_ISSUER", "http://127.0.0.1:8080/realms/tokenversion"),
     "AUDIENCE": env_list("TOKENVERSION_AUDIENCE", ["tokenversion-api"]),
     "JWKS_URL": env_str("TOKENVERSION_JWKS_URL"),
-    "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS", [_DEV_MAPPER_SECRET] if DEBUG else []),
-    "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS", [_DEV_EVENT_SECRET] if DEBUG else []),
+    "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS"),
+    "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS"),
     "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
     "SSO_SESSION_MAX": int(env_str("TOKENVERSION_SSO_SESSION_MAX", "36000")),
     "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
@@ -137,7 +135,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load-balancer probes may speak plain HTTP
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]  # load-balancer probes may speak plain HTTP
     SECURE_HSTS_SECONDS = int(env_str("DJANGO_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)

@@ -8,7 +8,7 @@ class TokenVersionServerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the provider's system checks)
+        from . import checks, dev_secrets  # noqa: F401  (register the provider's system checks)
         from .publish import connect_fast_path
 
         connect_fast_path()  # publish committed revocations on Redis when REDIS_URL is set
