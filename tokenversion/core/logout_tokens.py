@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 
 from .errors import TokenExpired, TokenInvalid
-from .tokens import StrictPyJWT, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
+from .tokens import DecodeRules, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 4.1.9: "application/" is implied
@@ -77,17 +77,22 @@ class LogoutTokenValidator:
             raise ValueError("a logout token policy needs the receiver's client id as audience")
         self.policy = policy
         self.jwk_client = jwk_client
-        self._decoder = StrictPyJWT()
-        self._options = {
-            "require": ["iss", "aud", "iat", "exp", "jti"],
-            "verify_signature": True,
-            "verify_exp": True,
-            "verify_iat": True,
-            "verify_nbf": True,
-            "verify_iss": True,
-            "verify_aud": True,
-            "strict_aud": False,
-        }
+        self._rules = DecodeRules.from_options(
+            {
+                "require": ["iss", "aud", "iat", "exp", "jti"],
+                "verify_signature": True,
+                "verify_exp": True,
+                "verify_iat": True,
+                "verify_nbf": True,
+                "verify_iss": True,
+                "verify_aud": True,
+                "strict_aud": False,
+            },
+            algorithms=policy.algorithms,
+            audience=policy.audience,
+            issuer=policy.issuer,
+            leeway=policy.leeway,
+        )
 
     def validate(self, raw: str) -> LogoutToken:
         """Return the validated logout token, or raise ``TokenInvalid`` / ``KeysUnavailable``."""
@@ -98,16 +103,7 @@ class LogoutTokenValidator:
         _check_header_type(header)
         key = fetch_signing_key(self.jwk_client, key_id(header))
         try:
-            claims = decode_verified(
-                self._decoder,
-                raw,
-                key,
-                algorithms=policy.algorithms,
-                audience=policy.audience,
-                issuer=policy.issuer,
-                leeway=policy.leeway,
-                options=self._options,
-            )
+            claims = decode_verified(raw, header, key, self._rules)
         except TokenExpired:
             raise TokenInvalid("token expired") from None
         return self._check_claims(claims, time.time())
