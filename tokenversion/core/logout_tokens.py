@@ -9,9 +9,9 @@ The header checks and the key lookup are the access-token validator's own (``tok
 process's one JWKS client: no second key cache, no second code path to keep safe.
 
 Order: compact JWS and size bound, ``alg`` allow-list, no ``crit``, header ``typ``, ``kid``, signature with
-the issuer's keys, then ``iss``, ``aud``, ``iat``, ``exp`` (PyJWT), then this module's claim rules. Every
-failure is a ``TokenInvalid`` with a short description that never echoes the token; ``KeysUnavailable``
-when the keys cannot be fetched. Pure Python: nothing here imports Django.
+the issuer's keys, then ``iss``, ``aud``, ``iat``, ``exp`` (PyJWT's rules, in ``decode_verified``), then
+this module's claim rules. Every failure is a ``TokenInvalid`` with a short description that never echoes
+the token; ``KeysUnavailable`` when the keys cannot be fetched. Pure Python: nothing here imports Django.
 """
 
 from __future__ import annotations

@@ -111,13 +111,19 @@ class _Malformed(Exception):
     """A segment PyJWT's ``_decode_base64url_segment`` refuses (its ``DecodeError``: "malformed token")."""
 
 
-def _b64url_segment(segment: bytes) -> bytes:
-    """PyJWT's ``_decode_base64url_segment`` for a segment already known to hold only alphabet bytes (no
-    padding): refuses a length of 1 mod 4 and a last character with unused bits set, decodes the rest.
-    PyJWT's per-character alphabet check is the caller's one ``bytes.translate`` over the whole token."""
+def _check_b64url(segment: bytes) -> None:
+    """PyJWT's ``_decode_base64url_segment`` checks for a segment already known to hold only alphabet bytes
+    and no padding: a length of 1 mod 4 is refused, and so is a last character with unused bits set (PyJWT's
+    decode-and-re-encode comparison). PyJWT's per-character alphabet check is the caller's one
+    ``bytes.translate`` over the whole token."""
     expected = _CANONICAL_LAST.get(len(segment) % 4, _Malformed)
     if expected is _Malformed or (expected is not None and segment[-1] not in expected):
         raise _Malformed
+
+
+def _b64url_segment(segment: bytes) -> bytes:
+    """``_check_b64url``, then the decoded bytes."""
+    _check_b64url(segment)
     try:
         return binascii.a2b_base64(segment.translate(_B64URL_TO_B64) + b"=" * (-len(segment) % 4))
     except binascii.Error:
@@ -352,9 +358,10 @@ def decode_verified(raw: str, header: Mapping[str, Any], key: jwt.PyJWK, rules: 
     """The signature, then PyJWT's registered-claim checks, then the NumericDate rule; every failure mapped to
     a short, safe error. ``header`` is ``read_header``'s parse of ``raw`` (``check_header`` passed).
 
-    Step for step what ``StrictPyJWT().decode(raw, key, ...)`` did here before (PyJWT 2.15.1, ``PyJWS._load``,
-    ``decode_complete``, ``_verify_signature``, then ``PyJWT._validate_claims``), with PyJWT's exception for
-    each step mapped as before: ``DecodeError`` -> "malformed token", ``InvalidSignatureError`` -> "bad
+    Step for step what PyJWT's ``decode`` (with the strict payload parse) did here before, kept as the
+    reference in ``tests/reference_validation.py`` (PyJWT 2.15.1: ``PyJWS._load``, ``decode_complete``,
+    ``_verify_signature``, then ``PyJWT._validate_claims``), with PyJWT's exception for each step mapped as
+    before: ``DecodeError`` -> "malformed token", ``InvalidSignatureError`` -> "bad
     signature" and so on. The header is not parsed again: PyJWT's plain ``json.loads`` of it gives the same
     dict as ``strict_json``, which accepts a subset of what it accepts.
     """
@@ -369,7 +376,7 @@ def decode_verified(raw: str, header: Mapping[str, Any], key: jwt.PyJWK, rules: 
     head, body, crypto = data.split(b".")
     detached = header.get("b64", True) is False
     try:
-        _b64url_segment(head)
+        _check_b64url(head)  # checked as PyJWT does; its parse is read_header's
         if detached:
             # RFC 7797 form: PyJWT wants the payload segment empty (and then refuses it below).
             if body:
