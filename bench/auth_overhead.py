@@ -5,6 +5,8 @@ set (N distinct tokens) is cut into chunks, and each round runs every case over 
 short (tens of ms) and a burst of load from other processes lands on all cases of a round alike:
 
 - plain ``jwt.decode`` of each token with the public key (algorithms, audience, issuer given);
+- plain ``jwt.decode`` again with PyJWT's base64url alphabet check done by one ``bytes.translate`` (the
+  patch proposed to PyJWT in docs/benchmarks.md, applied to an in-process subclass, nothing else changed);
 - the raw signature check alone: ``cryptography``'s RSA verify of each token's signing input (bytes and
   signature decoded beforehand), the floor any validator pays;
 - the class on **first-seen** tokens: before its round the process's validator is replaced by a fresh one
@@ -53,6 +55,7 @@ from _setup import (
 
 PLAIN = "plain jwt.decode"
 RAW = "raw RSA verify"
+PATCHED = "jwt.decode, alphabet patch"
 FIRST = "class, first-seen token"
 FULL = "first-seen, claims cache full"
 TARGETS = {FIRST: 0.7, FULL: 0.7, "class, repeated token": 0.2}  # ratios to plain decode (issue 13)
@@ -127,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     def plain(token: str) -> None:
         jwt.decode(token, public_key, algorithms=["RS256"], audience="tokenversion-api", issuer=issuer.issuer)
 
+    patched_decoder = alphabet_patched_pyjwt()
+
+    def patched(token: str) -> None:
+        patched_decoder.decode(token, public_key, algorithms=["RS256"], audience="tokenversion-api",
+                               issuer=issuer.issuer)
+
     # The signature check alone, on inputs prepared outside the timing: what no validator can skip.
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
@@ -182,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cases: dict[str, Callable[[], float]] = {
         PLAIN: lambda: timed_loop(plain, current["tokens"]),
+        PATCHED: lambda: timed_loop(patched, current["tokens"]),
         RAW: lambda: timed_loop(raw_verify, current["tokens"]),
         FIRST: first_seen_round,
         FULL: first_seen_full_round,
@@ -212,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in (FIRST, FULL):
         print(f"RATIO {name} / raw RSA verify = {median_ratio(samples, name, RAW)[0]:.3f}")
     print(f"RATIO plain decode / raw RSA verify = {median_ratio(samples, PLAIN, RAW)[0]:.3f}")
+    print(f"RATIO {PATCHED} / plain decode = {ratios[PATCHED][0]:.3f} (PyJWT with the proposed patch)")
     paired_ratio = paired(cls, warm, requests, tokens, plain, rounds, chunk)
     print(f"paired per request (plain and class alternating token by token, first-seen): class / plain = "
           f"{paired_ratio[0]:.3f} (median of {rounds} rounds; {paired_ratio[1]:.2f}..{paired_ratio[2]:.2f})")
@@ -220,6 +231,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         breakdown(cls, warm, requests, tokens, plain, raw_verify)
     plot(samples, ratios, args.plot, rounds)
     issuer.close()
+
+
+def alphabet_patched_pyjwt() -> Any:
+    """A ``jwt.PyJWT`` whose JWS layer checks the base64url alphabet with one ``bytes.translate`` instead of
+    a generator over every byte: PyJWT 2.15.1's ``_decode_base64url_segment`` with that one line changed
+    (the patch of docs/benchmarks.md). Only for timing; the package does not use it."""
+    import binascii
+
+    import jwt
+    from jwt import api_jws
+    from jwt.exceptions import DecodeError
+    from jwt.utils import base64url_decode, base64url_encode
+
+    class PatchedPyJWS(api_jws.PyJWS):
+        @staticmethod
+        def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+            padding = 0
+            stripped = segment
+            while stripped.endswith(b"="):
+                stripped = stripped[:-1]
+                padding += 1
+                if padding > 2:
+                    raise DecodeError(f"Invalid {name} padding")
+            if padding and len(segment) % 4 != 0:
+                raise DecodeError(f"Invalid {name} padding")
+            # The one change: every byte outside the alphabet is left by translate(); none may be left.
+            if len(stripped) % 4 == 1 or stripped.translate(None, api_jws._BASE64URL_ALPHABET):
+                raise DecodeError(f"Invalid {name} padding")
+            try:
+                decoded = base64url_decode(stripped)
+            except (TypeError, binascii.Error) as err:
+                raise DecodeError(f"Invalid {name} padding") from err
+            if base64url_encode(decoded) != stripped:
+                raise DecodeError(f"Invalid {name} padding")
+            return decoded
+
+    decoder = jwt.PyJWT()
+    decoder._jws = PatchedPyJWS(options=decoder._get_sig_options())
+    return decoder
 
 
 def paired(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Callable[[str], None], rounds: int,
@@ -307,7 +357,7 @@ def plot(samples: dict[str, list[float]], ratios: dict, path: Path, rounds: int)
     names = list(samples)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     medians = [statistics.median(samples[n]) * 1e6 for n in names]
-    colors = ["#888888", "#bbbbbb", "#d9822b", "#b35c1e", "#2b8cd9", "#7a52a3"]
+    colors = ["#888888", "#aaaaaa", "#cccccc", "#d9822b", "#b35c1e", "#2b8cd9", "#7a52a3"]
     bars = left.barh(names, medians, color=colors[: len(names)])
     for bar, name in zip(bars, names, strict=True):
         left.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {ratios[name][0]:.2f}x",
