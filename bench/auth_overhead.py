@@ -208,12 +208,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     samples = interleaved_rounds(cases, rounds, before_round=next_chunk)
     print(f"load average at end: {load()}")
     base = statistics.median(samples[PLAIN])
-    print(f"{'case':30s} {'median us/req':>14s} {'ratio (median of rounds)':>26s} {'min..max':>12s}")
+    print(f"{'case':30s} {'median us/req':>14s} {'ratio (median of rounds)':>26s} {'min..max':>12s} "
+          f"{'x raw verify':>13s}")
     ratios: dict[str, tuple[float, float, float]] = {}
     for name, values in samples.items():
         ratios[name] = median_ratio(samples, name, PLAIN)
         med, lo, hi = ratios[name]
-        print(f"{name:30s} {statistics.median(values) * 1e6:14.1f} {med:25.3f}x {lo:5.2f}..{hi:5.2f}")
+        to_raw = median_ratio(samples, name, RAW)[0]
+        print(f"{name:30s} {statistics.median(values) * 1e6:14.1f} {med:25.3f}x {lo:5.2f}..{hi:5.2f} "
+              f"{to_raw:12.2f}x")
     for name, target in TARGETS.items():
         ratio = ratios[name][0]
         verdict = "met" if ratio <= target else "MISSED"
