@@ -62,14 +62,21 @@ def outcome(validate: Callable[[str], Any], raw: str) -> Outcome:
         return ("refused", type(exc).__name__, exc.code, str(exc))
 
 
+Clients = tuple[ResilientJWKClient, ResilientJWKClient]
+
+
+def new_clients(server: JWKSServer) -> Clients:
+    """One JWKS client for each side. A test's examples share them: a client per example would open a
+    connection per example, thousands under HYPOTHESIS_PROFILE=thorough."""
+    return ResilientJWKClient(server.jwks_url), ResilientJWKClient(server.jwks_url)
+
+
 class Pair:
     """The validator and the reference for one policy, each with its own JWKS client."""
 
-    def __init__(self, policy: TokenPolicy) -> None:
-        self.new = AccessTokenValidator(
-            dataclasses.replace(policy, claims_cache_size=0), jwk_client=ResilientJWKClient(policy.jwks_url)
-        )
-        self.reference = ReferenceAccessTokenValidator(policy, ResilientJWKClient(policy.jwks_url))
+    def __init__(self, policy: TokenPolicy, clients: Clients) -> None:
+        self.new = AccessTokenValidator(dataclasses.replace(policy, claims_cache_size=0), jwk_client=clients[0])
+        self.reference = ReferenceAccessTokenValidator(policy, clients[1])
 
     def check(self, raw: str) -> Outcome:
         new = outcome(self.new.validate, raw)
@@ -102,12 +109,17 @@ POLICY_VARIANTS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(params=list(POLICY_VARIANTS), ids=list(POLICY_VARIANTS))
 def pair(request, issuer) -> Pair:
-    return Pair(dataclasses.replace(base_policy(), **POLICY_VARIANTS[request.param]))
+    return Pair(dataclasses.replace(base_policy(), **POLICY_VARIANTS[request.param]), new_clients(issuer))
 
 
 @pytest.fixture
 def default_pair(issuer) -> Pair:
-    return Pair(base_policy())
+    return Pair(base_policy(), new_clients(issuer))
+
+
+@pytest.fixture
+def clients(issuer) -> Clients:
+    return new_clients(issuer)
 
 
 def b64(data: bytes) -> str:
@@ -142,7 +154,7 @@ def test_attack_corpus_token_gets_the_same_answer(jwks_server, corpus_parts, tv_
     ctx = corpus.Ctx(server=jwks_server, attacker=attacker, keys=keys, tv_settings=tv_settings)
     if case.setup is not None:
         case.setup(ctx)  # may change the issuer's keys or the settings the policy is built from
-    result = Pair(base_policy()).check(case.make(ctx))
+    result = Pair(base_policy(), new_clients(jwks_server)).check(case.make(ctx))
     # Not a comparison of two validators that refuse everything at the first check: each side refuses for
     # the corpus's own reason, or accepts a token that only the revocation check or the identifier rules
     # after the validator refuse (those are not part of what is compared here).
@@ -315,8 +327,8 @@ EDGE_DATE = st.one_of(
 
 @MANY
 @given(exp=EDGE_DATE, iat=EDGE_DATE, nbf=EDGE_DATE, leeway=st.sampled_from([0.0, 5.0]))
-def test_dates_at_the_edges_of_the_leeway(jwks_server, frozen_clock, exp, iat, nbf, leeway):
-    pair = Pair(dataclasses.replace(base_policy(), leeway=leeway))
+def test_dates_at_the_edges_of_the_leeway(jwks_server, clients, frozen_clock, exp, iat, nbf, leeway):
+    pair = Pair(dataclasses.replace(base_policy(), leeway=leeway), clients)
     claims = jwks_server.claims()
     for name, value in (("exp", exp), ("iat", iat), ("nbf", nbf)):
         if value is DROP:
@@ -376,11 +388,11 @@ def test_a_genuine_token_under_every_policy_variant(jwks_server, pair):
 @MANY
 @given(signature=st.one_of(st.none(), st.binary(max_size=80), st.sampled_from([bytes(64), b"\xff" * 64])),
        header_alg=st.sampled_from(["ES256", "RS256", "ES384"]), kid=st.sampled_from(["ec-1", "key-1"]))
-def test_ecdsa_tokens(jwks_server, corpus_parts, tv_settings, signature, header_alg, kid):
+def test_ecdsa_tokens(jwks_server, clients, corpus_parts, tv_settings, signature, header_alg, kid):
     _, keys = corpus_parts
     jwks_server.keys = [jwks_server.keys[0], keys["ec"]]
     tv_settings(ALGORITHMS=["RS256", "ES256"])
-    pair = Pair(base_policy())
+    pair = Pair(base_policy(), clients)
     ctx = corpus.Ctx(server=jwks_server, attacker=None, keys=keys, tv_settings=tv_settings)  # type: ignore[arg-type]
     token = ctx.es256(signature=signature, kid=kid)
     if header_alg != "ES256":
@@ -394,10 +406,10 @@ def test_ecdsa_tokens(jwks_server, corpus_parts, tv_settings, signature, header_
 
 @MANY
 @given(changes=CHANGES, header_typ=st.sampled_from(["logout+jwt", "JWT", DROP]))
-def test_logout_tokens_get_the_same_answer(jwks_server, changes, header_typ):
+def test_logout_tokens_get_the_same_answer(jwks_server, clients, changes, header_typ):
     policy = LogoutTokenPolicy(issuer=jwks_server.issuer, audience=(BACKCHANNEL,))
-    new = LogoutTokenValidator(policy, ResilientJWKClient(jwks_server.jwks_url))
-    reference = ReferenceLogoutTokenValidator(policy, ResilientJWKClient(jwks_server.jwks_url))
+    new = LogoutTokenValidator(policy, clients[0])
+    reference = ReferenceLogoutTokenValidator(policy, clients[1])
     now = int(time.time())
     claims = jwks_server.logout_claims()
     for name, value in changes.items():
