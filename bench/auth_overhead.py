@@ -159,11 +159,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         current["tokens"], current["requests"] = tokens[start:start + chunk], requests[start:start + chunk]
 
     def first_seen_round() -> float:
-        auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)  # empty claims cache
+        fresh = auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)  # empty cache
         try:
             return timed_loop(cls.authenticate, current["requests"])
         finally:
             auth._validator = warm
+            require_used(fresh, current["tokens"])
 
     # A busy service's steady state: its verified-claims cache is full, so every first-seen token's insertion
     # evicts. A validator kept full with filler entries (the bench reaches into the cache to do so); before
@@ -188,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             return timed_loop(cls.authenticate, current["requests"])
         finally:
             auth._validator = warm
+            require_used(full, current["tokens"])
 
     cases: dict[str, Callable[[], float]] = {
         PLAIN: lambda: timed_loop(plain, current["tokens"]),
@@ -234,6 +236,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         breakdown(cls, warm, requests, tokens, plain, raw_verify)
     plot(samples, ratios, args.plot, rounds)
     issuer.close()
+
+
+def require_used(validator: Any, tokens: list[str]) -> None:
+    """Stop the run when a first-seen case did not go through the validator it swapped in (every token it
+    validated is in that validator's verified-claims cache): otherwise the case would silently time the warm
+    validator, that is repeated tokens, under the first-seen name."""
+    from tokenversion.core.cache import MISSING
+
+    if any(validator._verified.get(token) is MISSING for token in tokens):
+        raise SystemExit("the first-seen case did not reach its fresh validator: the class no longer reads "
+                         "tokenversion.authentication._validator; swap the validator where the class reads it")
 
 
 def alphabet_patched_pyjwt() -> Any:
