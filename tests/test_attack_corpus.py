@@ -535,17 +535,17 @@ CASES: list[Case] = [
 # --- fixtures and the test -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def attacker():
+# Plain functions behind the fixtures, so tests/test_differential_validation.py builds the same corpus.
+
+
+def attacker_server() -> JWKSServer:
     """The attacker's own issuer on loopback: jku/x5u point here, and it must never be asked for anything."""
     server = JWKSServer()
     server.keys = [SigningKey("attacker-1")]
-    yield server
-    server.close()
+    return server
 
 
-@pytest.fixture(scope="module")
-def keys(attacker) -> dict[str, Any]:
+def corpus_keys(attacker: JWKSServer) -> dict[str, Any]:
     """Keys made once: RSA generation is the slow part of this module."""
     return {
         "impostor": SigningKey("key-1"),  # the issuer's kid, not the issuer's key
@@ -553,6 +553,18 @@ def keys(attacker) -> dict[str, Any]:
         "attacker": attacker.keys[0],
         "ec": ECKey("ec-1"),
     }
+
+
+@pytest.fixture(scope="module")
+def attacker():
+    server = attacker_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def keys(attacker) -> dict[str, Any]:
+    return corpus_keys(attacker)
 
 
 @pytest.fixture

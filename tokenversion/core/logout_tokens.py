@@ -9,9 +9,9 @@ The header checks and the key lookup are the access-token validator's own (``tok
 process's one JWKS client: no second key cache, no second code path to keep safe.
 
 Order: compact JWS and size bound, ``alg`` allow-list, no ``crit``, header ``typ``, ``kid``, signature with
-the issuer's keys, then ``iss``, ``aud``, ``iat``, ``exp`` (PyJWT), then this module's claim rules. Every
-failure is a ``TokenInvalid`` with a short description that never echoes the token; ``KeysUnavailable``
-when the keys cannot be fetched. Pure Python: nothing here imports Django.
+the issuer's keys, then ``iss``, ``aud``, ``iat``, ``exp`` (PyJWT's rules, in ``decode_verified``), then
+this module's claim rules. Every failure is a ``TokenInvalid`` with a short description that never echoes
+the token; ``KeysUnavailable`` when the keys cannot be fetched. Pure Python: nothing here imports Django.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 
 from .errors import TokenExpired, TokenInvalid
-from .tokens import StrictPyJWT, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
+from .tokens import DecodeRules, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 4.1.9: "application/" is implied
@@ -77,17 +77,22 @@ class LogoutTokenValidator:
             raise ValueError("a logout token policy needs the receiver's client id as audience")
         self.policy = policy
         self.jwk_client = jwk_client
-        self._decoder = StrictPyJWT()
-        self._options = {
-            "require": ["iss", "aud", "iat", "exp", "jti"],
-            "verify_signature": True,
-            "verify_exp": True,
-            "verify_iat": True,
-            "verify_nbf": True,
-            "verify_iss": True,
-            "verify_aud": True,
-            "strict_aud": False,
-        }
+        self._rules = DecodeRules.from_options(
+            {
+                "require": ["iss", "aud", "iat", "exp", "jti"],
+                "verify_signature": True,
+                "verify_exp": True,
+                "verify_iat": True,
+                "verify_nbf": True,
+                "verify_iss": True,
+                "verify_aud": True,
+                "strict_aud": False,
+            },
+            algorithms=policy.algorithms,
+            audience=policy.audience,
+            issuer=policy.issuer,
+            leeway=policy.leeway,
+        )
 
     def validate(self, raw: str) -> LogoutToken:
         """Return the validated logout token, or raise ``TokenInvalid`` / ``KeysUnavailable``."""
@@ -98,16 +103,7 @@ class LogoutTokenValidator:
         _check_header_type(header)
         key = fetch_signing_key(self.jwk_client, key_id(header))
         try:
-            claims = decode_verified(
-                self._decoder,
-                raw,
-                key,
-                algorithms=policy.algorithms,
-                audience=policy.audience,
-                issuer=policy.issuer,
-                leeway=policy.leeway,
-                options=self._options,
-            )
+            claims = decode_verified(raw, header, key, self._rules)
         except TokenExpired:
             raise TokenInvalid("token expired") from None
         return self._check_claims(claims, time.time())
