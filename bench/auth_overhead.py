@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
+    from tokenversion.runtime import get_runtime
     from tokenversion_server import services
 
     subjects = [f"5b7f0b36-8d0e-4a35-9f49-{i:012d}" for i in range(SUBJECTS)]
@@ -159,11 +160,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         current["tokens"], current["requests"] = tokens[start:start + chunk], requests[start:start + chunk]
 
     def first_seen_round() -> float:
-        fresh = auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)  # empty cache
+        fresh = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)  # empty cache
+        get_runtime().use_validator(fresh)
         try:
             return timed_loop(cls.authenticate, current["requests"])
         finally:
-            auth._validator = warm
+            get_runtime().use_validator(warm)
             require_used(fresh, current["tokens"])
 
     # A busy service's steady state: its verified-claims cache is full, so every first-seen token's insertion
@@ -184,11 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for token in current["tokens"]:
             full._verified.discard(token)
         top_up()
-        auth._validator = full
+        get_runtime().use_validator(full)
         try:
             return timed_loop(cls.authenticate, current["requests"])
         finally:
-            auth._validator = warm
+            get_runtime().use_validator(warm)
             require_used(full, current["tokens"])
 
     cases: dict[str, Callable[[], float]] = {
@@ -245,7 +247,7 @@ def require_used(validator: Any, tokens: list[str]) -> None:
 
     if any(validator._verified.get(token) is MISSING for token in tokens):
         raise SystemExit("the first-seen case did not reach its fresh validator: the class no longer reads "
-                         "tokenversion.authentication._validator; swap the validator where the class reads it")
+                         "the runtime's validator; swap it with get_runtime().use_validator")
 
 
 def alphabet_patched_pyjwt() -> Any:
@@ -293,15 +295,15 @@ def paired(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Callab
     goes first alternates too), so both run in the same cache state, as they would inside real requests; the
     rounds above time each case in its own tight loop, which favours plain decode's small code path.
     Returns the median, min and max over rounds of sum(class) / sum(plain)."""
-    import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
+    from tokenversion.runtime import get_runtime
 
     clock = time.perf_counter_ns
     ratios = []
     for index in range(rounds):
         start = (index * chunk) % (len(tokens) - chunk + 1) if len(tokens) > chunk else 0
         spent = {"plain": 0, "class": 0}
-        auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)
+        get_runtime().use_validator(AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client))
         try:
             for offset in range(start, start + chunk):
                 order = (("plain", "class") if offset % 2 else ("class", "plain"))
@@ -313,7 +315,7 @@ def paired(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Callab
                         cls.authenticate(requests[offset])
                     spent[which] += clock() - t0
         finally:
-            auth._validator = warm
+            get_runtime().use_validator(warm)
         ratios.append(spent["class"] / spent["plain"])
     return statistics.median(ratios), min(ratios), max(ratios)
 
@@ -323,8 +325,8 @@ def breakdown(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Cal
     """Per-step cost on first-seen tokens through the class's public steps, each step timed inside one request
     loop (so, as in real traffic, the small steps run with CPU caches cooled by the signature check); the
     median over ``passes`` passes of each step's mean, each pass with a fresh validator."""
-    import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
+    from tokenversion.runtime import get_runtime
 
     clock = time.perf_counter_ns
     steps = ["plain jwt.decode", "raw RSA verify", "get_header + get_raw_token", "get_validated_claims",
@@ -332,7 +334,7 @@ def breakdown(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Cal
     per_pass: dict[str, list[float]] = {step: [] for step in steps}
     for _ in range(passes):
         totals = dict.fromkeys(steps, 0)
-        auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)
+        get_runtime().use_validator(AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client))
         try:
             for request, token in zip(requests, tokens, strict=True):
                 t0 = clock()
@@ -352,7 +354,7 @@ def breakdown(cls: Any, warm: Any, requests: list, tokens: list[str], plain: Cal
                 for step, (a, b) in zip(steps, spans, strict=True):
                     totals[step] += b - a
         finally:
-            auth._validator = warm
+            get_runtime().use_validator(warm)
         for step in steps:
             per_pass[step].append(totals[step] / len(tokens) / 1000)
     med = {step: statistics.median(values) for step, values in per_pass.items()}

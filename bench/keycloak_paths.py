@@ -77,6 +77,7 @@ def per_request(stack: Stack, rounds: int, n_tokens: int) -> dict[str, list[floa
 
     from tokenversion import authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
+    from tokenversion.runtime import get_runtime
 
     users = [f"bench-{i}" for i in range(10)]
     oidc = stack.openid()
@@ -111,11 +112,11 @@ def per_request(stack: Stack, rounds: int, n_tokens: int) -> dict[str, list[floa
         jwt.decode(token, key, algorithms=["RS256"], audience=stack.config.audience, issuer=stack.config.issuer)
 
     def first_seen_round() -> float:
-        auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)
+        get_runtime().use_validator(AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client))
         try:
             return timed_loop(cls.authenticate, reqs)
         finally:
-            auth._validator = warm
+            get_runtime().use_validator(warm)
 
     cases = {
         "plain jwt.decode": lambda: timed_loop(plain, tokens),

@@ -349,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import tokenversion.authentication as auth
     from tokenversion.core.tokens import AccessTokenValidator
+    from tokenversion.runtime import get_runtime
     services = provider_services()
 
     factory = RequestFactory()
@@ -380,11 +381,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def first_seen(case: Case) -> Callable[[], float]:
         def round_() -> float:
-            auth._validator = AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client)  # empty claims cache
+            # a fresh validator: an empty claims cache
+            get_runtime().use_validator(AccessTokenValidator(warm.policy, jwk_client=warm.jwk_client))
             try:
                 return timed_loop(case.run, current["indexes"])
             finally:
-                auth._validator = warm
+                get_runtime().use_validator(warm)
         return round_
 
     timed: dict[str, Callable[[], float]] = {}

@@ -57,6 +57,13 @@ class Runtime:
                                               self.user_factory(), realm=conf.www_authenticate_realm)
         return self._verifier
 
+    def use_validator(self, validator: AccessTokenValidator) -> None:
+        """Put ``validator`` in place of the runtime's (benchmarks compare a fresh one with a warm one)."""
+        with self._lock:
+            self._validator = validator
+            if self._verifier is not None:
+                self._verifier.validator = validator
+
     def user_factory(self) -> Callable[[Mapping[str, Any]], Any]:
         """``USER_LOOKUP`` (imported once) first, then a ``TokenUser``."""
         conf = self.settings
