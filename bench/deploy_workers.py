@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 import urllib.error
@@ -27,7 +28,8 @@ from contextlib import ExitStack
 
 import _provider
 from _provider import DEFAULT_DATABASE_URL, ServerConfig, ensure_database, gunicorn, run_wrk, seed_users, with_database
-from _setup import load, print_machine
+from _report import run_reported
+from _setup import load
 
 FEED_SECRET = "bench-feed-secret-0123456789abcdef0123456789"
 CONFIGS = [
@@ -98,7 +100,6 @@ def main() -> None:
     rounds, duration = (2, 2.0) if args.quick else (3, 4.0)
     polls = [int(k) for k in args.long_polls.split(",")]
     database_url = with_database(DEFAULT_DATABASE_URL, "tv_deploy_bench")
-    print_machine()
     ensure_database(database_url)
     seed_users(database_url, args.users)
     results: dict[tuple[str, int], list[dict]] = {}
@@ -130,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -128,7 +128,13 @@ def test_printed_claims_request_and_documented_commands_work_verbatim(first_comm
     for command in commands:
         result = run(copy, command)
         subcommand = command.split()[2]
-        assert (result.returncode, result.stderr) == (0, ""), f"{command}:\n{result.stdout}{result.stderr}"
+        # A session is also ended in Keycloak; with no Keycloak running beside the development provider the
+        # command says so on stderr, one line (docs/revocation.md), and keeps the revocation longer.
+        allowed = ("Keycloak session not ended",) if "--session" in command else ()
+        stderr = [line for line in result.stderr.splitlines() if not any(a in line for a in allowed)]
+        assert (result.returncode, stderr) == (0, []), f"{command}:\n{result.stdout}{result.stderr}"
+        if allowed:
+            assert len(result.stderr.splitlines()) == 1, result.stderr
         assert EXPECTED_OUTPUT[subcommand].search(result.stdout), f"{command}:\n{result.stdout}"
 
     # alice was revoked (README and docs/revocation.md each once): the mapper now embeds a newer version
