@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
+    # Prometheus metrics (docs/operations.md): counted by the verifier when METRICS is true (the ``metrics``
+    # extra); /metrics answers only a bearer token in METRICS_SECRETS (none: 404, nothing exposed).
+    "METRICS": False,
+    "METRICS_SECRETS": [],
 }
 
 
@@ -116,6 +120,8 @@ class TokenVersionSettings:
     store_moved_from: str | None = None  # the old dotted path STORE named, when it names a moved store (W012)
 
     feed_signing_key: str | None = None
+    metrics: bool = False
+    metrics_secrets: tuple[str, ...] = ()
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -223,6 +229,8 @@ def _load() -> TokenVersionSettings:
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),
         "feed_signing_key": str(merged["FEED_SIGNING_KEY"]).strip() if merged["FEED_SIGNING_KEY"] else None,
+        "metrics": bool(merged["METRICS"]),
+        "metrics_secrets": _secrets(merged["METRICS_SECRETS"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

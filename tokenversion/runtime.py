@@ -54,8 +54,17 @@ class Runtime:
                 if self._verifier is None:
                     conf = self.settings
                     self._verifier = Verifier(self.validator, self.store, conf.revocation_policy(),
-                                              self.user_factory(), realm=conf.www_authenticate_realm)
+                                              self.user_factory(), realm=conf.www_authenticate_realm,
+                                              observer=self.observer())
         return self._verifier
+
+    def observer(self) -> Callable[[str], None] | None:
+        """``METRICS``: the Prometheus observer (the ``metrics`` extra), imported only when asked for."""
+        if not self.settings.metrics:
+            return None
+        from .metrics import ServiceMetrics
+
+        return ServiceMetrics(self)
 
     def user_factory(self) -> Callable[[Mapping[str, Any]], Any]:
         """``USER_LOOKUP`` (imported once) first, then a ``TokenUser``."""

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from tokenversion_server.metrics import metrics_view
+
 from .views import WhoAmIView, health
 
 urlpatterns = [
@@ -8,4 +10,5 @@ urlpatterns = [
     path("tokenversion/", include("tokenversion_server.urls")),
     path("api/whoami", WhoAmIView.as_view(), name="whoami"),
     path("health", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; bearer METRICS_SECRETS (docs/operations.md)
 ]
