@@ -6,11 +6,12 @@ and ``TOKENVERSION["METRICS"] = True``. The runtime then gives the verifier a ``
 ``metrics_view``, which a service adds to its URLs; it answers only a bearer token listed in
 ``METRICS_SECRETS`` (none listed: 404, nothing is exposed). ``docs/operations.md`` lists every metric.
 
-The hot path pays one counter increment per request (a dict lookup and a locked add) and a clock reading;
-everything else (store staleness, map size, cache counts) is copied into the metrics at most once per
-``SYNC_INTERVAL`` and at each scrape. That copy is what makes gunicorn's multi-process mode right: with
-``PROMETHEUS_MULTIPROC_DIR`` set, each worker writes its values to that directory, and a scrape answered by
-any worker reads all of them (counters summed, store gauges the worst live worker's).
+The hot path pays one counter increment per request (a dict lookup and a locked add); everything else (store
+staleness, map size, cache counts) is copied into the metrics by a thread of each process every
+``SYNC_INTERVAL``, and at each scrape by the process that answers. That copy is what makes gunicorn's
+multi-process mode right: with ``PROMETHEUS_MULTIPROC_DIR`` set, each worker writes its values to that
+directory, and a scrape answered by any worker reads all of them (counters summed, store gauges the worst
+live worker's).
 
 Labels are small and bounded: an outcome and an error code, never a subject, session, token or client.
 """
@@ -21,7 +22,7 @@ import hmac
 import logging
 import os
 import threading
-import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,34 +86,59 @@ def outcome_of(code: str) -> str:
 
 
 class ServiceMetrics:
-    """The verifier's observer: counts each decision, and now and then copies the runtime's figures."""
+    """The verifier's observer: counts each decision; a thread copies the runtime's figures every second."""
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self._children: dict[str, Any] = {}
-        self._next_sync = 0.0
         self._sync_lock = threading.Lock()
         self._seen = {"lookups": 0, "hits": 0, "feed_errors": 0, "snapshots": 0}
+        self._started = False
+        self._closed = threading.Event()
+        ref = weakref.WeakMethod(self._forked)
+        os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m())
 
     def __call__(self, outcome: str) -> None:
         child = self._children.get(outcome)
         if child is None:
             child = self._children.setdefault(outcome, REQUESTS.labels(outcome_of(outcome), outcome))
         child.inc()
-        if time.monotonic() >= self._next_sync:
-            self.sync()
+        if not self._started:
+            self._start()
+
+    def _start(self) -> None:
+        """The copying thread, started by the first request of each process (threads do not survive fork)."""
+        with self._sync_lock:
+            if self._started:
+                return
+            self._started = True
+        ref = weakref.ref(self)
+        closed = self._closed
+
+        def run() -> None:
+            while not closed.wait(SYNC_INTERVAL):
+                observer = ref()
+                if observer is None:
+                    return
+                observer.sync()
+                del observer
+
+        threading.Thread(target=run, name="tokenversion-metrics", daemon=True).start()
+
+    def _forked(self) -> None:
+        self._started = False
+        self._sync_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._closed.set()
 
     def sync(self) -> None:
-        """Copy the cache counts and the store's state into the metrics; never raises (it runs in requests)."""
-        if not self._sync_lock.acquire(blocking=False):
-            return  # another thread is copying right now
-        try:
-            self._next_sync = time.monotonic() + SYNC_INTERVAL
-            self._copy()
-        except Exception:
-            logger.debug("metrics: copying store and cache figures failed", exc_info=True)
-        finally:
-            self._sync_lock.release()
+        """Copy the cache counts and the store's state into the metrics; never raises."""
+        with self._sync_lock:
+            try:
+                self._copy()
+            except Exception:
+                logger.debug("metrics: copying store and cache figures failed", exc_info=True)
 
     def _copy(self) -> None:
         runtime = self.runtime

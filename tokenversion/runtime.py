@@ -82,6 +82,9 @@ class Runtime:
         return user_for
 
     def close(self) -> None:
+        observer_close = getattr(getattr(self._verifier, "observer", None), "close", None)
+        if observer_close is not None:
+            observer_close()
         store = self._store
         if store is not None:
             close = getattr(store, "close", None)
