@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -30,6 +31,8 @@ from tests.test_claims import MAPPER_SECRET
 from tokenversion_server import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+OPERATIONS = DOCS / "operations.md"
 SERVICE_SECRET = "service-metrics-secret-ffffffffffffffffffffffff"
 
 
@@ -217,6 +220,15 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
         assert prometheus.value('tokenversion_store_max_staleness_seconds{job="service"}') == 1.0
         prometheus.wait_for('tokenversion_store_map_entries{job="service",kind="subjects"}', 3)
         assert prometheus.value('tokenversion_store_map_overflowed{job="service"}') == 0
+
+        # Every metric Prometheus now holds is documented, and every dashboard query runs and finds data.
+        names = {series["metric"]["__name__"] for series in prometheus.query('{__name__=~"tokenversion_.+"}')}
+        documented = OPERATIONS.read_text()
+        base = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for name in names}
+        assert base and not {name for name in base if f"`{name}`" not in documented}
+        for expr in dashboard_queries():  # each parses (query asserts success); all but the 503 panel have data
+            found = prometheus.query(expr)
+            assert found or 'outcome="unavailable"' in expr, f"dashboard query found nothing: {expr}"
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -233,3 +245,24 @@ def http_post_json(url: str, data: dict, headers: dict[str, str]) -> tuple[int, 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def dashboard_queries() -> list[str]:
+    """The dashboard's queries with Grafana's variables filled in as Grafana would."""
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return [q.replace("$__rate_interval", "1m").replace("$job", ".*") for q in queries]
+
+
+def test_the_documented_alerts_are_valid_prometheus_rules(tmp_path):
+    """The alerting rules of docs/operations.md, checked by Prometheus's own promtool."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: apt-get install prometheus (scripts/test.sh installs it)")
+    blocks = OPERATIONS.read_text().split("```yaml\n")
+    rules = next(block.split("```", 1)[0] for block in blocks[1:] if block.startswith("groups:"))
+    (tmp_path / "rules.yml").write_text(rules)
+    result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 14 rules found" in result.stdout
