@@ -3,6 +3,7 @@ read from the audit trail (tests/test_prometheus.py reads the same through a rea
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import uuid
@@ -168,3 +169,34 @@ def test_feed_lag_is_the_age_of_the_oldest_uncommitted_audit_write(client, metri
         thread.join(10)
     body = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SECRET}").content.decode()
     assert "tokenversion_feed_lag_seconds 0.0" in body
+
+
+def test_metrics_without_prometheus_client_is_e030(tv_settings, monkeypatch):
+    from django.core.checks import run_checks
+
+    def ids() -> list[str]:
+        return [m.id for m in run_checks(tags=["tokenversion"]) if m.id == "tokenversion.E030"]
+
+    tv_settings(METRICS=True)
+    assert ids() == []  # installed here (the dev extra)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "prometheus_client" else real(name, *args))
+    assert ids() == ["tokenversion.E030"]
+    tv_settings(METRICS=False)
+    assert ids() == []
+
+
+def test_gunicorn_hooks_empty_the_directory_and_drop_a_dead_workers_live_gauges(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tokenversion import gunicorn_hooks
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_99.db").write_bytes(b"old run")
+    gunicorn_hooks.on_starting(None)
+    assert list(tmp_path.iterdir()) == []
+    for name in ("counter_1234.db", "gauge_livesum_1234.db", "gauge_livemax_1234.db", "gauge_livesum_5678.db"):
+        (tmp_path / name).write_bytes(b"")
+    gunicorn_hooks.child_exit(None, SimpleNamespace(pid=1234))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_1234.db", "gauge_livesum_5678.db"]
