@@ -216,7 +216,8 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
         prometheus.wait_for('sum(tokenversion_token_cache_lookups_total{job="service"})', 5)
         hits = prometheus.value('sum(tokenversion_token_cache_hits_total{job="service"})')
         assert hits is not None and 2 <= hits <= 3, hits
-        assert prometheus.value('tokenversion_store_staleness_seconds{job="service"}') <= 1.0
+        assert prometheus.value('tokenversion_store_staleness_seconds{job="service",store="HttpFeedStore"}') <= 1.0
+        assert prometheus.query('tokenversion_store_staleness_seconds{job="provider"}') == []  # no remote store
         assert prometheus.value('tokenversion_store_max_staleness_seconds{job="service"}') == 1.0
         prometheus.wait_for('tokenversion_store_map_entries{job="service",kind="subjects"}', 3)
         assert prometheus.value('tokenversion_store_map_overflowed{job="service"}') == 0

@@ -70,17 +70,20 @@ REQUESTS = Counter("tokenversion_requests", "Bearer-token decisions by outcome (
                    "unavailable) and code (the error code of the answer's body).", ["outcome", "code"])
 CACHE_LOOKUPS = Counter("tokenversion_token_cache_lookups", "Lookups in the verified-token cache.")
 CACHE_HITS = Counter("tokenversion_token_cache_hits", "Verified-token cache hits (no signature check needed).")
+# The store's metrics are labelled with its class, so a process without a remote store (the provider's
+# database store) exposes none of them rather than a misleading 0.
 STORE_STALENESS = Gauge("tokenversion_store_staleness_seconds", "Seconds since the remote store was last "
-                        "proven fresh (the worst live worker's).", multiprocess_mode="livemax")
+                        "proven fresh (the worst live worker's).", ["store"], multiprocess_mode="livemax")
 STORE_MAX_STALENESS = Gauge("tokenversion_store_max_staleness_seconds", "The remote store's staleness bound: "
-                            "beyond it, requests are refused with 503.", multiprocess_mode="livemax")
+                            "beyond it, requests are refused with 503.", ["store"], multiprocess_mode="livemax")
 MAP_ENTRIES = Gauge("tokenversion_store_map_entries", "Entries in the remote store's revocation map, by kind "
-                    "(the largest live worker's).", ["kind"], multiprocess_mode="livemax")
+                    "(the largest live worker's).", ["store", "kind"], multiprocess_mode="livemax")
 MAP_OVERFLOWED = Gauge("tokenversion_store_map_overflowed", "1 when the revocation map outgrew its bound (the "
-                       "store then refuses to answer from it).", multiprocess_mode="livemax")
-STORE_FEED_ERRORS = Counter("tokenversion_store_feed_errors", "Failed rounds of the remote store's feed client.")
+                       "store then refuses to answer from it).", ["store"], multiprocess_mode="livemax")
+STORE_FEED_ERRORS = Counter("tokenversion_store_feed_errors", "Failed rounds of the remote store's feed client.",
+                            ["store"])
 STORE_SNAPSHOTS = Counter("tokenversion_store_snapshots", "Snapshots the remote store loaded (start, cursor "
-                          "expired, map overflow).")
+                          "expired, map overflow).", ["store"])
 
 
 def outcome_of(code: str) -> str:
@@ -135,6 +138,8 @@ class ServiceMetrics:
         self._sync_lock = threading.Lock()
 
     def close(self) -> None:
+        """The runtime is being replaced: hand over the last tallies, stop the thread."""
+        self.sync()
         self._closed.set()
 
     def sync(self) -> None:
@@ -161,18 +166,19 @@ class ServiceMetrics:
         staleness = getattr(store, "staleness", None)
         if staleness is None:
             return  # a store without freshness (the provider's database store)
-        STORE_STALENESS.set(staleness())
-        STORE_MAX_STALENESS.set(getattr(store, "max_staleness", float("nan")))
+        name = type(store).__name__
+        STORE_STALENESS.labels(name).set(staleness())
+        STORE_MAX_STALENESS.labels(name).set(getattr(store, "max_staleness", float("nan")))
         revocation_map = getattr(store, "map", None)
         if revocation_map is not None:
             for kind, n in revocation_map.counts().items():
-                MAP_ENTRIES.labels(kind).set(n)
-            MAP_OVERFLOWED.set(1 if revocation_map.overflowed else 0)
+                MAP_ENTRIES.labels(name, kind).set(n)
+            MAP_OVERFLOWED.labels(name).set(1 if revocation_map.overflowed else 0)
         stats = getattr(store, "stats", {})
-        self._add(STORE_FEED_ERRORS, "feed_errors", stats.get("feed_errors", 0))
-        self._add(STORE_SNAPSHOTS, "snapshots", stats.get("snapshots", 0))
+        self._add(STORE_FEED_ERRORS.labels(name), "feed_errors", stats.get("feed_errors", 0))
+        self._add(STORE_SNAPSHOTS.labels(name), "snapshots", stats.get("snapshots", 0))
 
-    def _add(self, counter: Counter, key: str, value: int) -> None:
+    def _add(self, counter: Any, key: str, value: int) -> None:
         delta = value - self._seen[key]
         if delta > 0:
             counter.inc(delta)
