@@ -200,3 +200,24 @@ def test_gunicorn_hooks_empty_the_directory_and_drop_a_dead_workers_live_gauges(
         (tmp_path / name).write_bytes(b"")
     gunicorn_hooks.child_exit(None, SimpleNamespace(pid=1234))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_1234.db", "gauge_livesum_5678.db"]
+
+
+def test_counts_copied_from_a_replaced_validator_keep_growing():
+    from types import SimpleNamespace
+
+    from tokenversion.metrics import ServiceMetrics
+
+    def hits() -> float:
+        return REGISTRY.get_sample_value("tokenversion_token_cache_hits_total") or 0.0
+
+    runtime = SimpleNamespace(_validator=SimpleNamespace(cache_lookups=10, cache_hits=7), _store=None)
+    observer = ServiceMetrics(runtime)
+    start = hits()
+    observer.sync()
+    assert hits() == start + 7
+    runtime._validator = SimpleNamespace(cache_lookups=3, cache_hits=2)  # a fresh validator starts from 0
+    observer.sync()
+    assert hits() == start + 9
+    runtime._validator.cache_hits = 5
+    observer.sync()
+    assert hits() == start + 12

@@ -179,10 +179,13 @@ class ServiceMetrics:
         self._add(STORE_SNAPSHOTS.labels(name), "snapshots", stats.get("snapshots", 0))
 
     def _add(self, counter: Any, key: str, value: int) -> None:
-        delta = value - self._seen[key]
+        """Add what ``value`` (a running count) grew by since the last copy; a count that went back belongs to
+        a replaced validator or store, which started from 0."""
+        seen = self._seen[key]
+        delta = value - seen if value >= seen else value
         if delta > 0:
             counter.inc(delta)
-            self._seen[key] = value
+        self._seen[key] = value
 
 
 def _count_value(tally: itertools.count) -> int:
