@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.child:
         measure(n_tokens, rounds, chunk, "multi-process files")
         return
-    print_machine()
+    if run_reported is None:
+        print_machine()  # the minimal header; bench/_report.py's, when present, is printed around main
     measure(n_tokens, rounds, chunk, "in-process values")
     sys.stdout.flush()
     directory = tempfile.mkdtemp(prefix="tv-bench-prom-")
@@ -126,8 +127,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         subprocess.run(child, check=True, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory})
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if run_reported is None:
+        print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
+
+try:
+    from _report import run_reported  # the shared header and footer of every bench script, where present
+except ImportError:
+    run_reported = None
 
 if __name__ == "__main__":
-    main()
+    if run_reported is None or "--child" in sys.argv:
+        main()
+    else:
+        sys.exit(run_reported(main, packages=("prometheus-client",)))
