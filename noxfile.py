@@ -24,6 +24,7 @@ nox.options.error_on_missing_interpreters = True
 
 SERVICE_TESTS = [
     "tests/test_front_doors.py",
+    "tests/test_metrics.py",  # the verifier's observer through every front door (the metrics extra)
     "tests/test_authentication.py",
     "tests/test_attack_corpus.py",
     "tests/test_checks.py",
@@ -52,7 +53,7 @@ LOWEST = ["djangorestframework==3.16.0", "pyjwt==2.15.1", "cryptography==42.0.0"
                                         (interpreter("3.12"), "6.1", [])],
                  ids=["django-5.2-lowest", "django-6.0", "django-6.1"])
 def service(session: nox.Session, django: str, pins: list[str]) -> None:
-    session.install("-e", ".[redis,ninja]", "-e", "./server", "pytest>=8", "pytest-django>=4.9",
+    session.install("-e", ".[redis,ninja,metrics]", "-e", "./server", "pytest>=8", "pytest-django>=4.9",
                     "hypothesis>=6.100", "requests>=2.32", f"django~={django}.0", *pins)
     session.run("python", "-c", "import cryptography, django, jwt, rest_framework; print('Django', "
                 "django.get_version(), '| DRF', rest_framework.VERSION, '| PyJWT', jwt.__version__, "

@@ -28,6 +28,17 @@ ensure_chromium() {  # the admin's browser test (tests/test_admin_browser.py) dr
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 }
 ensure_chromium
+ensure_prometheus() {  # the metrics test (tests/test_prometheus.py) scrapes with Debian's Prometheus server
+  command -v prometheus >/dev/null && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: Prometheus missing; install it with: sudo apt-get install -y prometheus" >&2
+    exit 1
+  fi
+  echo "test.sh: installing prometheus from Debian's packages" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+ensure_prometheus
 echo "== pytest on SQLite"
 TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"

@@ -29,7 +29,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from .core.errors import TokenRejected, Unavailable
 from .core.tokens import AccessTokenValidator
-from .core.verifier import InternalError, MalformedRequest, Verifier
+from .core.verifier import ACCEPTED, InternalError, MalformedRequest, Verifier
 from .runtime import get_runtime
 
 logger = logging.getLogger("tokenversion")
@@ -68,6 +68,13 @@ def _verifier() -> Verifier:
     return get_runtime().verifier
 
 
+def _observe(outcome: str) -> None:
+    """The verifier's observer (metrics) hears the outcome: this class runs the steps itself, so it tells."""
+    observer = get_runtime().verifier.observer
+    if observer is not None:
+        observer(outcome)
+
+
 class TokenVersionAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
@@ -83,11 +90,13 @@ class TokenVersionAuthentication(BaseAuthentication):
             self.check_revocation(claims)
             user = self.get_user(claims)
         except TokenRejected as exc:
+            _observe(exc.code)
             setattr(request, _ERROR_ATTR, exc)
             raise exceptions.AuthenticationFailed(
                 {"detail": exc.description, "code": exc.code}, code=exc.code
             ) from None
         except Unavailable as exc:
+            _observe(exc.code)
             if not isinstance(exc, InternalError):
                 logger.warning("refusing a token: %s", exc)
             raise ServiceUnavailable({"detail": str(exc), "code": exc.code}, code=exc.code) from None
@@ -95,11 +104,13 @@ class TokenVersionAuthentication(BaseAuthentication):
             raise
         except Exception:
             # Fail closed: an unexpected error is logged and answered 503, never 500, never acceptance.
+            _observe(InternalError.code)
             logger.exception("unexpected error while authenticating a token")
             raise ServiceUnavailable(
                 {"detail": "token validation failed unexpectedly", "code": "internal_error"},
                 code="internal_error",
             ) from None
+        _observe(ACCEPTED)
         return user, claims
 
     def authenticate_header(self, request) -> str:
@@ -117,6 +128,7 @@ class TokenVersionAuthentication(BaseAuthentication):
         try:
             return Verifier.token_from_header(header)
         except MalformedRequest as exc:
+            _observe(exc.code)
             raise MalformedAuthorization(_verifier().challenge(exc)) from None
 
     def get_validated_claims(self, raw: str) -> dict[str, Any]:

@@ -150,3 +150,16 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+@register(Tags.compatibility, "tokenversion")
+def check_metrics(app_configs=None, **kwargs):
+    """``METRICS`` needs prometheus-client (the ``metrics`` extra): say so at start, not as 503s later."""
+    try:
+        conf = get_settings()
+    except (ImproperlyConfigured, TypeError, ValueError, AttributeError):
+        return []  # reported by check_settings
+    if conf.metrics and importlib.util.find_spec("prometheus_client") is None:
+        return [Error("TOKENVERSION['METRICS'] is on but prometheus-client is not installed.",
+                      hint="pip install 'django-tokenversion[metrics]'", id="tokenversion.E031")]
+    return []

@@ -73,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
+    # Prometheus metrics (docs/operations.md): counted by the verifier when METRICS is true (the ``metrics``
+    # extra); /metrics answers only a bearer token in METRICS_SECRETS (none: 404, nothing exposed).
+    "METRICS": False,
+    "METRICS_SECRETS": [],
 }
 
 
@@ -123,6 +127,8 @@ class TokenVersionSettings:
     feed_signing_key: str | None = None
     sso_session_max: int = 36000
     feed_max_long_polls: int = 8
+    metrics: bool = False
+    metrics_secrets: tuple[str, ...] = ()
 
     def token_policy(self) -> TokenPolicy:
         if not self.issuer or not self.audience or not self.jwks_url:
@@ -234,6 +240,8 @@ def _load() -> TokenVersionSettings:
         "feed_signing_key": str(merged["FEED_SIGNING_KEY"]).strip() if merged["FEED_SIGNING_KEY"] else None,
         "sso_session_max": int(merged["SSO_SESSION_MAX"]),
         "feed_max_long_polls": int(merged["FEED_MAX_LONG_POLLS"]),
+        "metrics": bool(merged["METRICS"]),
+        "metrics_secrets": _secrets(merged["METRICS_SECRETS"]),
     }
     assert {f.name for f in fields(TokenVersionSettings)} == set(values)
     return TokenVersionSettings(**values)

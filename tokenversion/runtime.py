@@ -54,7 +54,8 @@ class Runtime:
                 if self._verifier is None:
                     conf = self.settings
                     self._verifier = Verifier(self.validator, self.store, conf.revocation_policy(),
-                                              self.user_factory(), realm=conf.www_authenticate_realm)
+                                              self.user_factory(), realm=conf.www_authenticate_realm,
+                                              observer=self.observer())
         return self._verifier
 
     def use_validator(self, validator: AccessTokenValidator) -> None:
@@ -63,6 +64,14 @@ class Runtime:
             self._validator = validator
             if self._verifier is not None:
                 self._verifier.validator = validator
+
+    def observer(self) -> Callable[[str], None] | None:
+        """``METRICS``: the Prometheus observer (the ``metrics`` extra), imported only when asked for."""
+        if not self.settings.metrics:
+            return None
+        from .metrics import ServiceMetrics
+
+        return ServiceMetrics(self)
 
     def user_factory(self) -> Callable[[Mapping[str, Any]], Any]:
         """``USER_LOOKUP`` (imported once) first, then a ``TokenUser``."""
@@ -80,6 +89,9 @@ class Runtime:
         return user_for
 
     def close(self) -> None:
+        observer_close = getattr(getattr(self._verifier, "observer", None), "close", None)
+        if observer_close is not None:
+            observer_close()
         store = self._store
         if store is not None:
             close = getattr(store, "close", None)

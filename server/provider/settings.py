@@ -107,6 +107,8 @@ TOKENVERSION = {
     # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).
     "FEED_SIGNING_KEY": env_str("TOKENVERSION_FEED_SIGNING_KEY_FILE") or env_str("TOKENVERSION_FEED_SIGNING_KEY"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
+    # Bearer secrets Prometheus sends to /metrics (docs/operations.md); none: /metrics is 404.
+    "METRICS_SECRETS": env_list("TOKENVERSION_METRICS_SECRETS", []),
 }
 
 # The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).

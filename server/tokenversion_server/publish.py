@@ -29,6 +29,7 @@ heartbeats, so the service goes stale: freshness is never inferred from the conn
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
@@ -161,6 +162,15 @@ def connect_fast_path() -> None:
 # The certifying publisher.
 
 
+def status_key(channel: str) -> str:
+    """Where the publisher leaves its last heartbeat for the provider's metrics (``metrics.ProviderCollector``)."""
+    return f"{channel}:publisher"
+
+
+def publisher_status(cursor_safe: int, as_of: float, run: str) -> str:
+    return json.dumps({"safe": cursor_safe, "as_of": as_of, "run": run})
+
+
 class Publisher:
     """Tails the audit trail and publishes numbered events and heartbeats (see the module docstring)."""
 
@@ -210,6 +220,8 @@ class Publisher:
             self.published = {i for i in self.published if i > horizon}
         self._send({"type": "heartbeat", "cursor": str(self.cursor), "as_of": as_of})
         self.stats["heartbeats"] += 1
+        # For the provider's metrics (publisher lag and backlog); services never read it.
+        self.client.set(status_key(self.channel), publisher_status(self.cursor.safe, as_of, self.run))
         return True
 
     def serve(self, stop: threading.Event) -> None:

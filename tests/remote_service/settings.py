@@ -24,6 +24,9 @@ TOKENVERSION = {
     "AUDIENCE": ["tokenversion-api"],
     "STORE": os.environ["REMOTE_SERVICE_STORE"],
     "STORE_OPTIONS": json.loads(os.environ["REMOTE_SERVICE_STORE_OPTIONS"]),
+    # Prometheus metrics at /metrics when the test gives a secret (tests/test_prometheus.py)
+    "METRICS": bool(os.environ.get("REMOTE_SERVICE_METRICS_SECRET")),
+    "METRICS_SECRETS": [s for s in [os.environ.get("REMOTE_SERVICE_METRICS_SECRET")] if s],
 }
 
 LOGGING = {

@@ -3,6 +3,8 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tokenversion.metrics import metrics_view
+
 
 class WhoAmI(APIView):
     def get(self, request):
@@ -16,4 +18,4 @@ def health(request):
     return JsonResponse({"staleness": min(store.staleness(), 1e9), "stats": store.stats})
 
 
-urlpatterns = [path("api/whoami", WhoAmI.as_view()), path("health", health)]
+urlpatterns = [path("api/whoami", WhoAmI.as_view()), path("health", health), path("metrics", metrics_view)]

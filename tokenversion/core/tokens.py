@@ -265,14 +265,20 @@ class AccessTokenValidator:
         self._checked_headers: dict[str, tuple[str, Mapping[str, Any]]] = {}
         # A client without the kid index (a plain PyJWKClient) always goes through fetch_signing_key.
         self._cached_key: Callable[[str], jwt.PyJWK | None] | None = getattr(self.jwk_client, "cached_key", None)
+        # The verified-token cache's use, read by metrics (tokenversion.metrics). Plain integers: under threads
+        # an increment can be lost now and then, which a hit *rate* tolerates; a lock here would not be free.
+        self.cache_lookups = 0
+        self.cache_hits = 0
 
     def validate(self, raw: str) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise ``TokenRejected`` / ``KeysUnavailable``."""
         policy = self.policy
         verified = self._verified
         if verified is not None:
+            self.cache_lookups += 1
             hit = verified.get(raw)
             if hit is not MISSING and self._still_trusted(hit[1]):
+                self.cache_hits += 1
                 return dict(hit[0])
         checked = self._checked_headers.get(check_shape(raw, policy.max_token_bytes))
         kid, header = checked if checked is not None else self._check_new_header(raw)

@@ -15,6 +15,11 @@ Outcomes:
 
 ``answer(error)`` turns any of these into an ``Answer``: status, headers and the body
 ``{"detail": ..., "code": ...}``.
+
+An optional ``observer`` (a callable taking one outcome code) hears every decision: ``"accepted"`` or the
+refusal's code (``token_revoked``, ``invalid_request``, ``revocation_store_unavailable``...). It is how
+metrics are counted (``tokenversion.metrics``) without the core knowing about Prometheus; without one, the
+hot path pays a single ``is None`` test. An observer must be fast and must not raise.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from .tokens import AccessTokenValidator
 logger = logging.getLogger("tokenversion")
 
 SCHEME = "Bearer"
+ACCEPTED = "accepted"  # the observer's outcome for a token that passed; refusals are their error's code
+
+Observer = Callable[[str], None]
 
 
 class MalformedRequest(Exception):
@@ -81,12 +89,20 @@ class Verifier:
     """
 
     def __init__(self, validator: AccessTokenValidator, store: RevocationStore, policy: RevocationPolicy,
-                 user_factory: Callable[[Mapping[str, Any]], Any], realm: str = "api") -> None:
+                 user_factory: Callable[[Mapping[str, Any]], Any], realm: str = "api",
+                 observer: Observer | None = None) -> None:
         self.validator = validator
         self.store = store
         self.policy = policy
         self.user_factory = user_factory
         self.realm = quote_safe(realm)
+        self.observer = observer
+
+    def observe(self, outcome: str) -> None:
+        """Tell the observer (if any) how a request ended; for adapters that run the steps themselves."""
+        observer = self.observer
+        if observer is not None:
+            observer(outcome)
 
     # The steps, each usable on its own by an adapter that lets users override them.
 
@@ -119,16 +135,27 @@ class Verifier:
         try:
             claims = self.validator.validate(raw)
             self.check_revocation(claims)
-            return claims, self.user_factory(claims)
-        except (TokenRejected, Unavailable):
+            result = claims, self.user_factory(claims)
+        except (TokenRejected, Unavailable) as exc:
+            if self.observer is not None:
+                self.observer(exc.code)
             raise
         except Exception:
             logger.exception("unexpected error while authenticating a token")
+            if self.observer is not None:
+                self.observer(InternalError.code)
             raise InternalError("token validation failed unexpectedly") from None
+        if self.observer is not None:
+            self.observer(ACCEPTED)
+        return result
 
     def authenticate(self, header: str | None) -> tuple[dict[str, Any], Any] | None:
         """``verify`` for a header value; ``None`` when the request carries no bearer token."""
-        raw = self.token_from_header(header)
+        try:
+            raw = self.token_from_header(header)
+        except MalformedRequest:
+            self.observe(MalformedRequest.code)
+            raise
         return None if raw is None else self.verify(raw)
 
     # Answers.
