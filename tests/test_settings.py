@@ -98,7 +98,8 @@ SERVICE_ENV = {
     "TOKENVERSION_REQUIRE_VERSION_CLAIM": "0",
     "TOKENVERSION_CHECK_LOGOUT_TIME": "true",
     "TOKENVERSION_STORE": "tokenversion.stores.feed.HttpFeedStore",
-    "TOKENVERSION_STORE_OPTIONS": '{"feed_url": "https://provider.example.com/tokenversion/feed", "max_staleness": 2.0}',
+    "TOKENVERSION_STORE_OPTIONS":
+        '{"feed_url": "https://provider.example.com/tokenversion/feed", "max_staleness": 2.0}',
     "TOKENVERSION_CACHE_TTL": "0.5",
     "TOKENVERSION_MAX_TOKEN_LIFETIME": "900",
     "TOKENVERSION_ROLES_CLIENT": "orders",
@@ -250,6 +251,6 @@ def test_the_docs_example_runs_as_written(monkeypatch):
     monkeypatch.setenv("ORDERS_ISSUER", "https://sso.example.com/realms/orders")
     monkeypatch.setenv("ORDERS_AUDIENCE", "orders-api")
     scope: dict = {}
-    exec(compile(block, "docs/configuration.md", "exec"), scope)  # noqa: S102 - the repository's own docs
+    exec(compile(block, "docs/configuration.md", "exec"), scope)  # the repository's own docs
     assert scope["settings"].issuer == "https://sso.example.com/realms/orders"
     assert scope["policy"].audience == ("orders-api",)
