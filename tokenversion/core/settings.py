@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
@@ -170,7 +170,9 @@ class Settings:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {key: f.default for key, f in cls.keys().items() if f.default is not MISSING}
+        """Each key's default, typed (as a settings object built from nothing holds it)."""
+        empty = cls()
+        return {key: getattr(empty, f.name) for key, f in cls.keys().items()}
 
     @classmethod
     def from_mapping(cls: type[S], values: Mapping[str, Any], *, where: Callable[[str], str] | None = None,
