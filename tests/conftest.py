@@ -48,10 +48,14 @@ def issuer(jwks_server, settings):
 
 @pytest.fixture
 def tv_settings(settings):
-    """Change TOKENVERSION keys for one test: ``tv_settings(CACHE_TTL=0)``."""
+    """Change settings keys for one test: ``tv_settings(CACHE_TTL=0)``; the provider's keys (``MAPPER_SECRETS``)
+    go to ``TOKENVERSION_SERVER``, the others to ``TOKENVERSION``."""
 
     def apply(**values):
-        settings.TOKENVERSION = {**settings.TOKENVERSION, **values}
+        server = {key: value for key, value in values.items() if key in conf.PROVIDER_KEYS}
+        service = {key: value for key, value in values.items() if key not in server}
+        settings.TOKENVERSION = {**settings.TOKENVERSION, **service}
+        settings.TOKENVERSION_SERVER = {**getattr(settings, "TOKENVERSION_SERVER", {}), **server}
         conf.reset()
 
     return apply

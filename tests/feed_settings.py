@@ -7,7 +7,7 @@ and handed to the processes the run starts through ``TOKENVERSION_TEST_FEED_SIGN
 import os
 
 from tests.settings import *  # noqa: F403
-from tests.settings import TOKENVERSION
+from tests.settings import TOKENVERSION_SERVER
 from tokenversion.core.feed_protocol import FeedSigner, generate_signing_key, public_value
 
 FEED_SECRET = "feed-secret-dddddddddddddddddddddddddddddddddddd"
@@ -17,8 +17,8 @@ if not os.environ.get("TOKENVERSION_TEST_FEED_SIGNING_KEY"):
 FEED_SIGNING_KEY = os.environ["TOKENVERSION_TEST_FEED_SIGNING_KEY"]
 FEED_VERIFY_KEY = public_value(FeedSigner.from_pem(FEED_SIGNING_KEY).public_key)
 
-TOKENVERSION = {
-    **TOKENVERSION,
+TOKENVERSION_SERVER = {
+    **TOKENVERSION_SERVER,
     "FEED_SECRETS": [FEED_SECRET],
     "FEED_SIGNING_KEY": FEED_SIGNING_KEY,
     "REDIS_URL": os.environ.get("TOKENVERSION_TEST_FEED_REDIS_URL") or None,

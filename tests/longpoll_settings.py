@@ -2,8 +2,8 @@
 cap, so that reaching it takes a few real requests."""
 
 from tests.feed_settings import *  # noqa: F403
-from tests.feed_settings import TOKENVERSION
+from tests.feed_settings import TOKENVERSION_SERVER
 
 LONG_POLL_CAP = 2
 
-TOKENVERSION = {**TOKENVERSION, "FEED_MAX_LONG_POLLS": LONG_POLL_CAP}
+TOKENVERSION_SERVER = {**TOKENVERSION_SERVER, "FEED_MAX_LONG_POLLS": LONG_POLL_CAP}

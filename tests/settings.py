@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tokenversion-tests-" + "k" * 40)  # the tests' own; never a deployment's
 
 from provider.settings import *  # noqa: F403
-from provider.settings import BASE_DIR, TOKENVERSION
+from provider.settings import BASE_DIR, TOKENVERSION, TOKENVERSION_SERVER
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
@@ -51,11 +51,14 @@ TOKENVERSION = {
     "ISSUER": TEST_ISSUER,
     "AUDIENCE": ["tokenversion-api"],
     "JWKS_URL": None,
+    "CACHE_TTL": 1.0,
+}
+TOKENVERSION_SERVER = {
+    **TOKENVERSION_SERVER,
     "MAPPER_SECRETS": [
         "mapper-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "mapper-secret-rotated-bbbbbbbbbbbbbbbbbbbbbbbb",
     ],
     "EVENT_SECRETS": ["event-secret-cccccccccccccccccccccccccccccccccc"],
-    "CACHE_TTL": 1.0,
     "BACKCHANNEL_AUDIENCE": "tokenversion-backchannel",
 }

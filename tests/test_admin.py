@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
+from tokenversion_server.conf import get_server_settings
 from tokenversion_server.models import RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 from tokenversion_server.signals import revocation_committed
 
@@ -246,7 +247,7 @@ def test_revoke_session_through_add_form(support, issuer_url):
     assert (row.issuer, row.session_id, row.subject) == (issuer_url, "sid-0001", ALICE)
     assert before <= row.revoked_at <= timezone.now()
     # No Keycloak admin credentials in the unit tests: kept for SSO_SESSION_MAX (test_session_revocation.py).
-    assert row.expires_at - row.revoked_at == dt.timedelta(seconds=get_settings().sso_session_max)
+    assert row.expires_at - row.revoked_at == dt.timedelta(seconds=get_server_settings().sso_session_max)
 
     event = RevocationEvent.objects.get()
     assert event.scope == RevocationEvent.Scope.SESSION

@@ -541,9 +541,9 @@ def test_validator_needs_an_audience(jwks_server):
 
 
 def test_view_validator_shares_the_process_client(jwks_server):
-    from tokenversion.conf import get_settings
+    from tokenversion_server.conf import logout_token_policy
 
     client = get_validator().jwk_client
-    validator = LogoutTokenValidator(get_settings().logout_token_policy(), client)
+    validator = LogoutTokenValidator(logout_token_policy(), client)
     assert validator.validate(jwks_server.mint_logout()).session_id == SID
     assert get_validator().jwk_client is client

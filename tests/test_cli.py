@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import KeycloakUser
 from tokenversion.conf import get_settings
+from tokenversion_server.conf import get_server_settings
 from tokenversion_server.models import (
     RealmRevocation,
     RevocationEvent,
@@ -171,7 +172,7 @@ def test_revoke_session(iss):
     row = RevokedSession.objects.get()
     assert (row.issuer, row.session_id) == (iss, "sid-0001")
     assert before <= row.revoked_at <= timezone.now()
-    assert row.expires_at - row.revoked_at == dt.timedelta(seconds=get_settings().sso_session_max)
+    assert row.expires_at - row.revoked_at == dt.timedelta(seconds=get_server_settings().sso_session_max)
     event = RevocationEvent.objects.get()
     assert (event.scope, event.session_id, event.reason) == ("session", "sid-0001", "logout")
     assert (event.actor_type, event.actor) == ("cli", getpass.getuser())

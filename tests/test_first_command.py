@@ -162,7 +162,7 @@ def test_a_command_that_cannot_run_says_why_in_one_line(first_command, command, 
 def test_environment_variables_win_over_dev_env(first_command):
     copy, _, _ = first_command
     secret = "mapper-from-the-environment-" + "x" * 20
-    code = "from django.conf import settings; print(settings.TOKENVERSION['MAPPER_SECRETS'])"
+    code = "from django.conf import settings; print(settings.TOKENVERSION_SERVER['MAPPER_SECRETS'])"
     result = run(copy, f'python3 manage.py shell -c "{code}"', TOKENVERSION_MAPPER_SECRETS=secret)
     assert result.stdout.strip().splitlines()[-1] == str([secret]), result.stderr
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # real commits: the store 
 
 SUB = "5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c001"  # the subject tests/jwks.py mints tokens for
 SID = "sess-7f3a9c"
-SSO_MAX = dt.timedelta(seconds=36000)  # TOKENVERSION["SSO_SESSION_MAX"] by default: Keycloak's 10 hours
+SSO_MAX = dt.timedelta(seconds=36000)  # TOKENVERSION_SERVER["SSO_SESSION_MAX"] by default: Keycloak's 10 hours
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from jwt.algorithms import get_default_algorithms
 
-from .conf import get_settings
+from .conf import PROVIDER_KEYS, get_settings
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _CLASS_PATH = "tokenversion.authentication.TokenVersionAuthentication"
 # The provider's Django app (its own distribution): named, never imported, from the service side.
 PROVIDER_APP = "tokenversion_server"
+SERVER_NAMESPACE = "TOKENVERSION_SERVER"  # the provider's settings (tokenversion_server.conf)
 # The asymmetric algorithms PyJWT can verify (names are case-sensitive, as in a token's "alg" header).
 _ASYMMETRIC = frozenset(a for a in get_default_algorithms() if a != "none" and not a.startswith("HS"))
 
@@ -88,13 +89,41 @@ def check_settings(app_configs=None, **kwargs):
     if conf.leeway > 60:
         errors.append(Warning(f"LEEWAY is {conf.leeway:g} s: expired tokens stay valid that long.",
                               id="tokenversion.W005"))
-    if conf.feed_signing_key and not apps.is_installed(PROVIDER_APP):
-        errors.append(Warning("TOKENVERSION['FEED_SIGNING_KEY'] is set on a service: it can sign Redis messages "
+    signing_key_at = _provider_key_at("FEED_SIGNING_KEY")
+    if signing_key_at and not apps.is_installed(PROVIDER_APP):
+        errors.append(Warning(f"{signing_key_at} is set on a service: it can sign Redis messages "
                               "that every service believes. Services need only the public key (verify_keys).",
                               hint="Remove it here; keep it on the provider and the publisher only.",
                               id="tokenversion.W020"))
     errors.extend(_check_token_lifetime(conf.max_token_lifetime))
     return errors
+
+
+@register(Tags.security, "tokenversion")
+def check_moved_settings(app_configs=None, **kwargs):
+    """W013: a provider key still in ``TOKENVERSION``. Read from there for one release; named, with its new home."""
+    service = getattr(settings, "TOKENVERSION", None) or {}
+    server = getattr(settings, SERVER_NAMESPACE, None) or {}
+    found = []
+    for key in sorted(set(service) & PROVIDER_KEYS):
+        wins = (f" {SERVER_NAMESPACE}[{key!r}] is also set and is the value used."
+                if key in server else " It is still read from TOKENVERSION for this release.")
+        found.append(Warning(f"TOKENVERSION[{key!r}] is a provider setting: it moved to "
+                             f"{SERVER_NAMESPACE}[{key!r}].{wins}",
+                             hint=f"Move it to {SERVER_NAMESPACE} (read by {PROVIDER_APP}); TOKENVERSION stops "
+                                  "accepting it in the next release. A service without the provider needs none of "
+                                  "them: remove it (docs/configuration.md).",
+                             id="tokenversion.W013"))
+    return found
+
+
+def _provider_key_at(key: str) -> str | None:
+    """Where a provider key is set (its namespace, or the deprecated one), without reading it."""
+    if (getattr(settings, SERVER_NAMESPACE, None) or {}).get(key):
+        return f"{SERVER_NAMESPACE}[{key!r}]"
+    if (getattr(settings, "TOKENVERSION", None) or {}).get(key):
+        return f"TOKENVERSION[{key!r}]"
+    return None
 
 
 # Keycloak's default access-token lifespan (realm "Access Token Lifespan").

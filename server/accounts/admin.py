@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 
 from tokenversion.conf import get_settings
 from tokenversion_server import admin_pages, keycloak, services
+from tokenversion_server.conf import get_server_settings
 from tokenversion_server.models import SubjectVersion
 
 from .models import KeycloakUser
@@ -203,7 +204,7 @@ class KeycloakUserAdmin(admin.ModelAdmin):
     @admin.display(description="token version", ordering="_token_version")
     def token_version(self, obj) -> int:
         # No row yet: the user's tokens carry the initial version (what the claims endpoint would create).
-        return obj._token_version if obj._token_version is not None else get_settings().initial_version
+        return obj._token_version if obj._token_version is not None else get_server_settings().initial_version
 
     @admin.display(description="last logout", ordering="_last_logout_time")
     def last_logout_time(self, obj):

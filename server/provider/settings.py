@@ -88,14 +88,21 @@ TOKENVERSION = {
     "ISSUER": env_str("TOKENVERSION_ISSUER", "http://127.0.0.1:8080/realms/tokenversion"),
     "AUDIENCE": env_list("TOKENVERSION_AUDIENCE", ["tokenversion-api"]),
     "JWKS_URL": env_str("TOKENVERSION_JWKS_URL"),
+    "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
+    "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
+    "USER_LOOKUP": "accounts.provisioning.lookup_user",
+    # Bearer secrets Prometheus sends to /metrics (docs/operations.md); none: /metrics is 404.
+    "METRICS_SECRETS": env_list("TOKENVERSION_METRICS_SECRETS", []),
+}
+
+# The provider's own settings (tokenversion_server.conf; docs/configuration.md). Their environment variables
+# keep the TOKENVERSION_ prefix.
+TOKENVERSION_SERVER = {
     "MAPPER_SECRETS": env_list("TOKENVERSION_MAPPER_SECRETS"),
     "EVENT_SECRETS": env_list("TOKENVERSION_EVENT_SECRETS"),
-    "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
     "SSO_SESSION_MAX": int(env_str("TOKENVERSION_SSO_SESSION_MAX", "36000")),
-    "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "1.0")),
     "PROVISION_USER": "accounts.provisioning.provision_user",
     "SUBJECT_RESOLVER": "accounts.provisioning.resolve_subject",
-    "USER_LOOKUP": "accounts.provisioning.lookup_user",
     # The Keycloak client whose backchannel.logout.url is /tokenversion/backchannel-logout (comma-separated
     # for several); logout tokens must name it in aud. See docs/backchannel-logout.md.
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
@@ -107,8 +114,6 @@ TOKENVERSION = {
     # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).
     "FEED_SIGNING_KEY": env_str("TOKENVERSION_FEED_SIGNING_KEY_FILE") or env_str("TOKENVERSION_FEED_SIGNING_KEY"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
-    # Bearer secrets Prometheus sends to /metrics (docs/operations.md); none: /metrics is 404.
-    "METRICS_SECRETS": env_list("TOKENVERSION_METRICS_SECRETS", []),
 }
 
 # The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).

@@ -9,14 +9,20 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tokenversion.conf import get_settings
 
+from .conf import get_server_settings
+
 
 @register(Tags.security, "tokenversion")
 def check_provider_settings(app_configs=None, **kwargs):
-    """The provider's own settings: its secrets and the back-channel receiver."""
+    """The provider's own settings (``TOKENVERSION_SERVER``): its secrets and the back-channel receiver."""
     try:
-        conf = get_settings()
+        get_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError):
         return []  # tokenversion.E000 (the service side's check) reports it
+    try:
+        conf = get_server_settings()
+    except (ImproperlyConfigured, TypeError, ValueError, AttributeError) as exc:
+        return [Error(str(exc), id="tokenversion.E000")]  # the same id: these settings cannot be read
     return _check_server(conf) + _check_signing_key(conf)
 
 
@@ -24,23 +30,23 @@ def _check_server(conf):
     found = []
     for name, secrets in (("MAPPER_SECRETS", conf.mapper_secrets), ("EVENT_SECRETS", conf.event_secrets)):
         if not secrets:
-            found.append(Warning(f"TOKENVERSION['{name}'] is empty: that endpoint refuses every call.",
+            found.append(Warning(f"TOKENVERSION_SERVER['{name}'] is empty: that endpoint refuses every call.",
                                  id="tokenversion.W006"))
         elif any(len(s) < 32 for s in secrets):
-            found.append(Warning(f"A secret in TOKENVERSION['{name}'] is shorter than 32 characters.",
+            found.append(Warning(f"A secret in TOKENVERSION_SERVER['{name}'] is shorter than 32 characters.",
                                  id="tokenversion.W007"))
-    if not getattr(conf, "backchannel_audience", None):
-        found.append(Warning("TOKENVERSION['BACKCHANNEL_AUDIENCE'] is empty: the back-channel logout receiver "
+    if not conf.backchannel_audience:
+        found.append(Warning("TOKENVERSION_SERVER['BACKCHANNEL_AUDIENCE'] is empty: the back-channel logout receiver "
                              "refuses every logout token, so Keycloak logouts revoke nothing.",
                              hint="List the Keycloak client ids users log in through (docs/backchannel-logout.md).",
                              id="tokenversion.W009"))
     if set(conf.mapper_secrets) & set(conf.event_secrets):
         found.append(Warning("A secret is shared between MAPPER_SECRETS and EVENT_SECRETS: the mapper's "
                              "secret then allows revoking.", id="tokenversion.W008"))
-    feed_secrets = getattr(conf, "feed_secrets", ())
+    feed_secrets = conf.feed_secrets
     shared = set(feed_secrets) & (set(conf.mapper_secrets) | set(conf.event_secrets))
     if shared or any(len(s) < 32 for s in feed_secrets):
-        found.append(Warning("A secret in TOKENVERSION['FEED_SECRETS'] is shorter than 32 characters or also a "
+        found.append(Warning("A secret in TOKENVERSION_SERVER['FEED_SECRETS'] is shorter than 32 characters or also a "
                              "mapper or event secret: every service holds the feed secret.",
                              hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
     return found

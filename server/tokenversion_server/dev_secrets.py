@@ -25,7 +25,8 @@ PUBLISHED_SHA256 = frozenset({
 
 def _in_use() -> dict[str, list[str]]:
     """Environment variable name -> the secrets it holds, as the running settings have them."""
-    conf = getattr(settings, "TOKENVERSION", {}) or {}
+    # The provider's keys: TOKENVERSION_SERVER, over the deprecated place in TOKENVERSION (W013).
+    conf = {**(getattr(settings, "TOKENVERSION", {}) or {}), **(getattr(settings, "TOKENVERSION_SERVER", {}) or {})}
     return {
         "DJANGO_SECRET_KEY": [settings.SECRET_KEY, *list(getattr(settings, "SECRET_KEY_FALLBACKS", []))],
         "TOKENVERSION_MAPPER_SECRETS": list(conf.get("MAPPER_SECRETS") or []),

@@ -41,6 +41,7 @@ from tokenversion.core.revocation_map import parse_time
 from tokenversion_server.signals import revocation_committed
 
 from . import feedlog
+from .conf import get_server_settings
 from .http import HttpError, json_response, machine_endpoint, require_secret
 from .models import RevocationEvent
 
@@ -65,7 +66,7 @@ def feed_endpoint(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[Http
 
     @functools.wraps(view)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        require_secret(request, get_settings().feed_secrets)
+        require_secret(request, get_server_settings().feed_secrets)
         if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
             raise HttpError(400, "invalid_request", "query string too long")
         return view(request, *args, **kwargs)
@@ -106,7 +107,7 @@ def _seconds(params: dict[str, str], key: str, default: float, high: float) -> f
 
 
 def _page_size(params: dict[str, str]) -> int:
-    size = get_settings().feed_page_size
+    size = get_server_settings().feed_page_size
     return _int(params, "limit", size, 1, size)
 
 
@@ -146,7 +147,7 @@ def snapshot_view(request: HttpRequest) -> HttpResponse:
 @feed_endpoint
 def events_view(request: HttpRequest) -> HttpResponse:
     started = time.monotonic()
-    conf = get_settings()
+    conf = get_server_settings()
     params = _params(request, {"after", "from", "have", "wait", "limit"})
     if "after" not in params:
         raise HttpError(400, "invalid_request", "after (a cursor from the snapshot or a previous answer) is required")
@@ -330,7 +331,7 @@ class Watcher:
                         self.thread = None
                         return
                     if not self.poked:
-                        self.cond.wait(get_settings().feed_poll_interval)
+                        self.cond.wait(get_server_settings().feed_poll_interval)
                     self.poked = False
         finally:
             connections[self.using].close()

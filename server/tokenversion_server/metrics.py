@@ -34,10 +34,10 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from tokenversion.conf import get_settings
 from tokenversion.metrics import metrics_response
 
 from . import feedlog
+from .conf import get_server_settings
 from .models import RevocationEvent
 
 logger = logging.getLogger("tokenversion.server")
@@ -120,9 +120,9 @@ class ProviderCollector:
         using = feed_using()
         yield from self._revocations(using)
         yield from self._feed_lag(using)
-        conf = get_settings()
-        if conf.redis_url:
-            yield from self._publisher(using, conf.redis_url, conf.redis_channel)
+        server = get_server_settings()
+        if server.redis_url:
+            yield from self._publisher(using, server.redis_url, server.redis_channel)
 
     def _revocations(self, using: str) -> Iterator[Metric]:
         # Counted up to the settled horizon only: an id above it may still commit, and counting by id

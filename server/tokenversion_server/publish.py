@@ -45,6 +45,7 @@ from tokenversion.core.revocation_map import FeedEvent
 from tokenversion_server.signals import revocation_committed
 
 from . import feedlog
+from .conf import get_server_settings
 
 logger = logging.getLogger("tokenversion.server")
 
@@ -73,7 +74,7 @@ def read_signing_key(value: str) -> str:
         with open(value, encoding="ascii") as handle:
             return handle.read(64 * 1024)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImproperlyConfigured(f"TOKENVERSION['FEED_SIGNING_KEY']: cannot read the key file {value!r} "
+        raise ImproperlyConfigured(f"TOKENVERSION_SERVER['FEED_SIGNING_KEY']: cannot read the key file {value!r} "
                                    f"({type(exc).__name__})") from None
 
 
@@ -81,14 +82,14 @@ def feed_signer() -> FeedSigner:
     """The provider's Redis signing key; ``ImproperlyConfigured`` (with no key material) when unset or unusable."""
     global _signer
     if _signer is None:
-        value = get_settings().feed_signing_key
+        value = get_server_settings().feed_signing_key
         if not value:
-            raise ImproperlyConfigured("TOKENVERSION['FEED_SIGNING_KEY'] is not set: Redis messages cannot be "
+            raise ImproperlyConfigured("TOKENVERSION_SERVER['FEED_SIGNING_KEY'] is not set: Redis messages cannot be "
                                        "signed (create one with manage.py tokenversion_feed_keygen)")
         try:
             _signer = FeedSigner.from_pem(read_signing_key(value))
         except FeedKeyError as exc:
-            raise ImproperlyConfigured(f"TOKENVERSION['FEED_SIGNING_KEY']: {exc}") from None
+            raise ImproperlyConfigured(f"TOKENVERSION_SERVER['FEED_SIGNING_KEY']: {exc}") from None
     return _signer
 
 
@@ -133,19 +134,19 @@ def event_of(record: Any) -> FeedEvent:
 def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
     """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
     global _fast_client, _fast_paused_until
-    conf = get_settings()
-    if not conf.redis_url or record is None:
+    conf, server = get_settings(), get_server_settings()
+    if not server.redis_url or record is None:
         return
     if time.monotonic() < _fast_paused_until:
         return
     try:
-        message = feed_signer().seal({"type": "event", "event": event_of(record).to_wire()}, conf.redis_channel,
+        message = feed_signer().seal({"type": "event", "event": event_of(record).to_wire()}, server.redis_channel,
                                      conf.issuer or "")
         with _fast_lock:
             if _fast_client is None:
-                _fast_client = redis_client(conf.redis_url, timeout=0.5)
+                _fast_client = redis_client(server.redis_url, timeout=0.5)
             client = _fast_client
-        client.publish(conf.redis_channel, message)
+        client.publish(server.redis_channel, message)
     except ImproperlyConfigured as exc:  # no usable signing key (system check tokenversion.E010 says so too)
         _fast_paused_until = time.monotonic() + FAST_PATH_PAUSE
         logger.error("fast-path publish of a revocation skipped: %s", exc)

@@ -26,6 +26,7 @@ from tokenversion.core.revocation import SubjectState
 from tokenversion.stores import get_store
 from tokenversion_server.signals import revocation_committed
 
+from .conf import get_server_settings
 from .models import RealmRevocation, RevocationEvent, RevokedSession, SeenIdentifier, SubjectVersion
 
 Reason = RevocationEvent.Reason
@@ -174,7 +175,7 @@ def revoke_user(
     conn = connections[using]
     now = timezone.now()
     stamp = conn.ops.adapt_datetimefield_value(now)
-    initial = get_settings().initial_version
+    initial = get_server_settings().initial_version
     with transaction.atomic(using=using):
         with conn.cursor() as cursor:
             cursor.execute(_bump_sql(using), [issuer, subject, initial + 1, stamp, stamp])
@@ -278,7 +279,7 @@ def revoke_session_everywhere(
     try:
         found = keycloak.end_session(session_id)
     except keycloak.KeycloakUnavailable as exc:
-        keep = max(conf.sso_session_max, conf.max_token_lifetime)
+        keep = max(get_server_settings().sso_session_max, conf.max_token_lifetime)
         state, detail = "not_ended", (
             f"Keycloak session not ended ({exc}): the revocation is kept for SSO_SESSION_MAX ({keep} s) instead "
             f"of MAX_TOKEN_LIFETIME ({conf.max_token_lifetime} s). End the session in Keycloak.")
@@ -416,7 +417,7 @@ def _create_version(using: str, issuer: str, subject: str) -> int:
     conn = connections[using]
     stamp = conn.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic(using=using), conn.cursor() as cursor:
-        cursor.execute(create, [issuer, subject, get_settings().initial_version, stamp])
+        cursor.execute(create, [issuer, subject, get_server_settings().initial_version, stamp])
         cursor.execute(select, [issuer, subject])
         return cursor.fetchone()[0]
 
@@ -459,7 +460,7 @@ def subject_state(subject: str, issuer: str | None = None) -> SubjectState:
     issuer = resolve_issuer(issuer)
     row = SubjectVersion.objects.filter(issuer=issuer, subject=subject).first()
     if row is None:
-        return SubjectState(get_settings().initial_version, None)
+        return SubjectState(get_server_settings().initial_version, None)
     last = row.last_logout_time.timestamp() if row.last_logout_time else None
     return SubjectState(row.token_version, last)
 
@@ -471,7 +472,7 @@ def find_subject(identifier: str, issuer: str | None = None) -> str | None:
     subject that has been seen by the claims endpoint or revoked before is always found.
     """
     issuer = resolve_issuer(issuer)
-    resolver = get_settings().subject_resolver
+    resolver = get_server_settings().subject_resolver
     if resolver:
         found = import_string(resolver)(issuer, identifier)
         if found:

@@ -22,10 +22,11 @@ from rest_framework.views import APIView, set_rollback
 
 from tokenversion.authentication import get_validator  # the runtime's JWKS client
 from tokenversion.conf import get_settings
-from tokenversion.core.errors import TokenRejected, Unavailable
+from tokenversion.core.errors import ConfigurationError, TokenRejected, Unavailable
 from tokenversion.core.logout_tokens import LogoutToken, LogoutTokenValidator
 
 from . import services
+from .conf import get_server_settings, logout_token_policy
 from .http import (
     MAX_BODY_BYTES,
     HttpError,
@@ -77,7 +78,7 @@ def claims_view(request: HttpRequest) -> HttpResponse:
     writes only for a new user or a changed attribute, in a transaction of its own. A failure between the
     two steps leaves a version row without a user row, which the next call completes (both are idempotent).
     """
-    conf = get_settings()
+    conf = get_server_settings()
     require_secret(request, conf.mapper_secrets)
     data = read_json_object(request)
     subject = _identifier(data, "sub")
@@ -109,7 +110,7 @@ _EVENT_ID_TTL = dt.timedelta(days=1)
 @machine_endpoint
 def events_view(request: HttpRequest) -> HttpResponse:
     """``POST /tokenversion/events``: Keycloak events that back-channel logout does not deliver."""
-    conf = get_settings()
+    conf = get_server_settings()
     require_secret(request, conf.event_secrets)
     data = read_json_object(request)
     event_type = data.get("type")
@@ -159,9 +160,9 @@ def backchannel_logout_view(request: HttpRequest) -> HttpResponse:
 
 def _backchannel_logout(request: HttpRequest) -> HttpResponse:
     conf = get_settings()
-    if not conf.issuer or not conf.backchannel_audience:
+    if not conf.issuer or not get_server_settings().backchannel_audience:
         raise HttpError(400, "not_configured",
-                        "back-channel logout is not configured (TOKENVERSION['BACKCHANNEL_AUDIENCE'])")
+                        "back-channel logout is not configured (TOKENVERSION_SERVER['BACKCHANNEL_AUDIENCE'])")
     form = read_form(request, max(MAX_BODY_BYTES, conf.max_token_bytes + 1024))
     values = form.get("logout_token", [])
     if len(values) != 1 or not values[0]:
@@ -198,8 +199,8 @@ def _backchannel_logout(request: HttpRequest) -> HttpResponse:
 def _validate_logout_token(raw: str) -> LogoutToken:
     """Validated with the process's one JWKS client, the access-token validator's."""
     try:
-        validator = LogoutTokenValidator(get_settings().logout_token_policy(), get_validator().jwk_client)
-    except ImproperlyConfigured as exc:
+        validator = LogoutTokenValidator(logout_token_policy(), get_validator().jwk_client)
+    except (ImproperlyConfigured, ConfigurationError) as exc:
         raise HttpError(400, "not_configured", str(exc)) from None
     try:
         return validator.validate(raw)

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tokenversion.conf import get_settings
 
+from ...conf import get_server_settings
 from ...keycloak import KeycloakUnavailable, RealmSetup, RealmSpec, admin_client, admin_settings
 
 
@@ -17,12 +18,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        conf = get_settings()
+        conf, server = get_settings(), get_server_settings()
         parser.add_argument("--provider-url", default="http://127.0.0.1:8000",
                             help="base URL at which Keycloak reaches this provider (default: %(default)s)")
         parser.add_argument("--client", action="append", dest="clients", metavar="CLIENT_ID",
-                            help="a client users log in through (repeatable; default: "
-                                 f"TOKENVERSION BACKCHANNEL_AUDIENCE = {', '.join(conf.backchannel_audience)})")
+                            help="a client users log in through (repeatable; default: TOKENVERSION_SERVER "
+                                 f"BACKCHANNEL_AUDIENCE = {', '.join(server.backchannel_audience)})")
         parser.add_argument("--audience", default=conf.audience[0] if conf.audience else None,
                             help="the APIs' audience put into access tokens (default: first of AUDIENCE, "
                                  "%(default)s)")
@@ -37,21 +38,21 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
 
     def handle(self, *args, **options) -> None:
-        conf = get_settings()
-        clients = tuple(options["clients"] or conf.backchannel_audience)
+        conf, server = get_settings(), get_server_settings()
+        clients = tuple(options["clients"] or server.backchannel_audience)
         if not clients:
-            raise CommandError("no login client: pass --client or set TOKENVERSION BACKCHANNEL_AUDIENCE")
-        missing = [c for c in clients if c not in conf.backchannel_audience]
+            raise CommandError("no login client: pass --client or set TOKENVERSION_SERVER BACKCHANNEL_AUDIENCE")
+        missing = [c for c in clients if c not in server.backchannel_audience]
         if missing:
             # Logout tokens name the client in aud: the receiver would refuse them all.
             raise CommandError(
-                f"client(s) {', '.join(missing)} are not in TOKENVERSION BACKCHANNEL_AUDIENCE "
-                f"({', '.join(conf.backchannel_audience) or 'empty'}): their back-channel logouts would be refused"
+                f"client(s) {', '.join(missing)} are not in TOKENVERSION_SERVER BACKCHANNEL_AUDIENCE "
+                f"({', '.join(server.backchannel_audience) or 'empty'}): their back-channel logouts would be refused"
             )
         if not options["audience"]:
             raise CommandError("no audience: pass --audience or set TOKENVERSION AUDIENCE")
-        if not conf.mapper_secrets:
-            raise CommandError("TOKENVERSION MAPPER_SECRETS is empty: the mapper would have no secret to send")
+        if not server.mapper_secrets:
+            raise CommandError("TOKENVERSION_SERVER MAPPER_SECRETS is empty: the mapper would have no secret to send")
         provider_url = options["provider_url"]
         if not provider_url.startswith(("http://", "https://")):
             raise CommandError(f"--provider-url must be an http(s) URL, not {provider_url!r}")
@@ -62,7 +63,7 @@ class Command(BaseCommand):
                 login_clients=clients,
                 audience=options["audience"],
                 provider_url=provider_url,
-                mapper_secret=conf.mapper_secrets[0],
+                mapper_secret=server.mapper_secrets[0],
                 failure_policy=options["failure_policy"],
                 claim=conf.claim,
                 create_realm=options["create_realm"],

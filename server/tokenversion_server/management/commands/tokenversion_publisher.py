@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tokenversion.conf import get_settings
 
+from ...conf import get_server_settings
 from ...feed import feed_using
 from ...publish import Publisher, feed_signer, redis_client
 
@@ -24,27 +25,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--interval", type=float, default=None,
-                            help="seconds between heartbeats (default: TOKENVERSION['PUBLISH_INTERVAL'])")
+                            help="seconds between heartbeats (default: TOKENVERSION_SERVER['PUBLISH_INTERVAL'])")
 
     def handle(self, *args, **options) -> None:
-        conf = get_settings()
-        if not conf.redis_url:
-            raise CommandError("TOKENVERSION['REDIS_URL'] is not set")
+        conf, server = get_settings(), get_server_settings()
+        if not server.redis_url:
+            raise CommandError("TOKENVERSION_SERVER['REDIS_URL'] is not set")
         try:
             signer = feed_signer()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         if not conf.issuer:
             raise CommandError("TOKENVERSION['ISSUER'] is not set: messages name the issuer they are for")
-        interval = options["interval"] if options["interval"] is not None else conf.publish_interval
+        interval = options["interval"] if options["interval"] is not None else server.publish_interval
         if not 0 < interval <= 60:
             raise CommandError("--interval must be between 0 and 60 seconds")
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        publisher = Publisher(redis_client(conf.redis_url), conf.redis_channel, signer, conf.issuer, feed_using(),
-                              interval, conf.feed_page_size)
-        self.stdout.write(f"publishing on {conf.redis_channel!r} every {interval:g} s, signed with key "
+        publisher = Publisher(redis_client(server.redis_url), server.redis_channel, signer, conf.issuer, feed_using(),
+                              interval, server.feed_page_size)
+        self.stdout.write(f"publishing on {server.redis_channel!r} every {interval:g} s, signed with key "
                           f"{signer.kid}", ending="\n")
         self.stdout.flush()
         publisher.serve(stop)
