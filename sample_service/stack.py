@@ -269,7 +269,11 @@ class Stack:
             self.warm_up()
 
     def warm_up(self, within: float = 60.0) -> None:
-        """Log a throwaway user in until its token carries ``token_version`` and the service accepts it."""
+        """Log a throwaway user in until its token carries ``token_version`` and the service accepts it.
+
+        So that the first test's login does not meet a cold provider: on this loaded machine the first claims
+        call of a fresh provider worker once took longer than the mapper's 500 ms read timeout, and a user the
+        mapper had never seen got a token without the claim (Keycloak logged the timeout)."""
         import jwt
 
         self.ensure_user("warm-up", "warm-up-password")
@@ -466,6 +470,7 @@ class Stack:
         self.keycloak_setup()
         self.start_provider()
         self.start_service()
+        self.warm_up()
         return self
 
     def close(self, stop_keycloak: bool | None = None) -> None:
