@@ -193,6 +193,8 @@ class Stack:
         self.publisher: Process | None = None
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
+        # what switch_keycloak(None) returns to: KC_VERSION of the environment, else the pinned version
+        self.default_keycloak_version = self.config.keycloak_version
         self._lock: TextIO | None = None
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -242,13 +244,13 @@ class Stack:
         return found[-1] if found else None
 
     def switch_keycloak(self, version: str | None) -> None:
-        """Run Keycloak ``version`` (None: the pinned one) in place of the running one, on the same ports, and
+        """Run Keycloak ``version`` (None: the stack's default) in place of the running one, on the same ports, and
         configure its realm with ``keycloak_setup``; the provider and the default service are restarted.
 
-        For the compatibility matrix (tests/e2e/test_keycloak_versions.py). A fresh server has a fresh realm and
+        For the compatibility matrix (tests/e2e/test_versions.py). A fresh server has a fresh realm and
         signing keys.
         """
-        self.config.keycloak_version = version
+        self.config.keycloak_version = version or self.default_keycloak_version
         if self.running_keycloak_version() == self.keycloak_version \
                 and self.keycloak_script("status", check=False).returncode == 0:
             return

@@ -233,3 +233,22 @@ def test_several_sessions_on_one_client_all_die(stack, person):
     session_rows = [r for r in rows if r[0] == "session"]
     report(f"Keycloak {stack.keycloak_version} admin sign-out of a user with 3 sessions on one client: "
            f"{len(session_rows)} back-channel logout(s) received; all refused")
+
+
+def test_signing_out_every_device_from_the_account_console_kills_every_session(stack, person):
+    """The account console's "Sign out all devices" (``DELETE /account/sessions``) ends several sessions of one
+    user on one client at once, the shape of Keycloak issue 27359; it emits no admin event, so only the
+    back-channel logouts tell the provider."""
+    sessions = [stack.openid().token(person.username, person.password) for _ in range(3)]
+    for tokens in sessions:
+        assert call_api(stack, tokens["access_token"]).status_code == 200
+    response = requests.delete(f"{stack.config.issuer}/account/sessions", params={"current": "true"}, timeout=10,
+                               headers={"Authorization": f"Bearer {sessions[0]['access_token']}",
+                                        "Accept": "application/json"})
+    assert response.status_code == 204, response.text
+    assert stack.keycloak_admin().get_sessions(person.subject) == []
+    for tokens in sessions:
+        seconds_until_refused(stack, tokens["access_token"])
+    rows = audit(stack, person.subject)
+    report(f"Keycloak {stack.keycloak_version} account console sign-out of 3 sessions on one client: "
+           f"audit {sorted(rows)}")

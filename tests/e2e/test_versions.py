@@ -2,9 +2,11 @@
 
 The whole end-to-end directory runs on the version pinned in keycloak/pom.xml (the newest we serve). Here the
 same JAR (built against that version) runs on the newest patch of each older minor line that Maven Central
-serves, one server at a time on the same ports, with three scenarios on each: the seed scenario (logout kills
-the access token), a password change, and a realm-wide sign-out. After the module the pinned version runs
-again, so later modules are unaffected.
+serves, one server at a time on the same ports, with four scenarios on each: the seed scenario (logout kills
+the access token), a password change, a realm-wide sign-out, and the account console's sign-out of several
+sessions on one client (Keycloak issue 27359's shape, with no admin event to fall back on). After the module
+the pinned version runs again for any later test (conftest.py switches back; the matrix sorts last, so a full
+run does not).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from . import test_admin_and_events, test_seed_scenario
+from . import test_admin_and_events, test_keycloak_edge_cases, test_seed_scenario
 from .conftest import call_api, next_second, seconds_until_refused
 
 # Newest patch of each older 26.x line on Maven Central (checked 2026-11-27 in its maven-metadata.xml; 26.6 was
@@ -20,16 +22,8 @@ from .conftest import call_api, next_second, seconds_until_refused
 OLDER_VERSIONS = ("26.4.7", "26.5.6")
 
 
-@pytest.fixture(scope="module")
-def back_to_pinned(stack):
-    """Once the module is done, run the pinned version again (one restart for the whole module)."""
-    yield stack
-    stack.switch_keycloak(None)
-
-
 @pytest.fixture(scope="module", params=OLDER_VERSIONS)
-def old_keycloak(request, back_to_pinned):
-    stack = back_to_pinned
+def old_keycloak(request, stack):
     stack.switch_keycloak(request.param)
     assert stack.running_keycloak_version() == request.param
     return stack
@@ -62,3 +56,8 @@ def test_a_realm_wide_sign_out_kills_every_earlier_token(old_keycloak, person):
     next_second()
     again = stack.openid().token(person.username, person.password)
     assert call_api(stack, again["access_token"]).status_code == 200
+
+
+def test_signing_out_every_device_kills_every_session(old_keycloak, person):
+    test_keycloak_edge_cases.test_signing_out_every_device_from_the_account_console_kills_every_session(
+        old_keycloak, person)
