@@ -11,8 +11,12 @@ run does not).
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
+import requests
+from keycloak.exceptions import KeycloakPostError
 
 from . import test_admin_and_events, test_keycloak_edge_cases, test_seed_scenario
 from .conftest import call_api, next_second, seconds_until_refused
@@ -58,6 +62,31 @@ def test_a_realm_wide_sign_out_kills_every_earlier_token(old_keycloak, person):
     assert call_api(stack, again["access_token"]).status_code == 200
 
 
-def test_signing_out_every_device_kills_every_session(old_keycloak, person):
-    test_keycloak_edge_cases.test_signing_out_every_device_from_the_account_console_kills_every_session(
-        old_keycloak, person)
+def test_signing_out_every_device(old_keycloak, person):
+    """The account console's "Sign out all devices" ends three sessions of one user on one client. From 26.5 on
+    every one is refused (one back-channel logout, the others as LOGOUT events through the listener). On 26.4.x
+    Keycloak sends one back-channel logout and no event for the other two (issue 27359): their refresh tokens
+    are dead in Keycloak, but their access tokens stay accepted until they expire. That known limit
+    (docs/keycloak.md) is asserted exactly, so a change on either side shows."""
+    stack = old_keycloak
+    if not stack.keycloak_version.startswith("26.4."):
+        test_keycloak_edge_cases.test_signing_out_every_device_from_the_account_console_kills_every_session(
+            stack, person)
+        return
+    oidc = stack.openid()
+    sessions = [oidc.token(person.username, person.password) for _ in range(3)]
+    response = requests.delete(f"{stack.config.issuer}/account/sessions", params={"current": "true"}, timeout=10,
+                               headers={"Authorization": f"Bearer {sessions[0]['access_token']}",
+                                        "Accept": "application/json"})
+    assert response.status_code == 204, response.text
+    assert stack.keycloak_admin().get_sessions(person.subject) == []
+    time.sleep(4 * stack.config.service_cache_ttl + 1.0)  # past every worker's cache
+    statuses = sorted(call_api(stack, tokens["access_token"]).status_code for tokens in sessions)
+    assert statuses == [200, 200, 401]
+    for tokens in sessions:
+        with pytest.raises(KeycloakPostError) as refused:
+            oidc.refresh_token(tokens["refresh_token"])
+        assert refused.value.response_code == 400
+    notes = [note for (note,) in stack.sql("SELECT note FROM tokenversion_server_revocationevent "
+                                           "WHERE subject = %s", person.subject)]
+    assert notes == ["OIDC back-channel logout"]
