@@ -279,7 +279,7 @@ main() {
         status) cmd_status ;;
         home) echo "$KC_HOME" ;;
         logs) tail -n "${1:-100}" "$LOG_FILE" ;;
-        *) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ -n "$cmd" ] && exit 2; exit 0 ;;
+        *) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ -n "$cmd" ] && exit 2; exit 0 ;;
     esac
 }
 
