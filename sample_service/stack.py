@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +29,14 @@ PYTHON = sys.executable
 LOCK_PATH = Path("/tmp/tokenversion-stack.lock")
 
 
+def pom_keycloak_version() -> str:
+    """``<keycloak.version>`` of keycloak/pom.xml: the version the extension is built against and tested on."""
+    found = re.search(r"<keycloak\.version>([^<]+)</keycloak\.version>", (ROOT / "keycloak" / "pom.xml").read_text())
+    if not found:
+        raise StackError("cannot read <keycloak.version> from keycloak/pom.xml")
+    return found.group(1).strip()
+
+
 class StackError(RuntimeError):
     """A part of the stack could not be started; the message says which and shows its log."""
 
@@ -36,6 +45,8 @@ class StackError(RuntimeError):
 class StackConfig:
     keycloak_port: int = int(os.environ.get("KC_PORT", "8080"))
     keycloak_mgmt_port: int = int(os.environ.get("KC_MGMT_PORT", "9000"))
+    # Keycloak version to run (scripts/keycloak.sh KC_VERSION); None: the one pinned in keycloak/pom.xml
+    keycloak_version: str | None = os.environ.get("KC_VERSION") or None
     provider_port: int = 18000
     # threads per provider worker (2 workers): each waiting HTTP-feed long-poll holds one, so a benchmark with
     # many HttpFeedStore services raises it to keep threads free for Keycloak's calls. FEED_MAX_LONG_POLLS is
@@ -184,6 +195,9 @@ class Stack:
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
         self._feed_public_key: str | None = None
+
+        # what switch_keycloak(None) returns to: KC_VERSION of the environment, else the pinned version
+        self.default_keycloak_version = self.config.keycloak_version
         self._lock: TextIO | None = None
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -198,6 +212,7 @@ class Stack:
             "KC_BOOTSTRAP_ADMIN_PASSWORD": self.config.admin_password,
             "TOKENVERSION_EVENTS_URL": self.config.events_url,
             "TOKENVERSION_EVENT_SECRET": self.config.event_secret,
+            "KC_VERSION": self.keycloak_version,
         }
         result = subprocess.run(["bash", str(ROOT / "scripts" / "keycloak.sh"), *args], env=env, cwd=ROOT,
                                 capture_output=True, text=True)
@@ -213,12 +228,70 @@ class Stack:
         something else is restarted rather than trusted.
         """
         status = self.keycloak_script("status", check=False)
-        if status.returncode == 0 and self._keycloak_sends_events_here():
+        if status.returncode == 0 and self._keycloak_sends_events_here() \
+                and self.running_keycloak_version() == self.keycloak_version:
             return
         if status.returncode != 3:
             self.keycloak_script("stop")
         self.keycloak_script("start")
         self.started_keycloak = True
+
+    @property
+    def keycloak_version(self) -> str:
+        return self.config.keycloak_version or pom_keycloak_version()
+
+    def running_keycloak_version(self) -> str | None:
+        """The version the running server announced at start (its log), None if it said nothing yet."""
+        logs = self.keycloak_script("logs", "100000", check=False).stdout
+        found = re.findall(r"\bKeycloak (\d+\.\d+\.\d+) on JVM", logs)
+        return found[-1] if found else None
+
+    def switch_keycloak(self, version: str | None) -> None:
+        """Run Keycloak ``version`` (None: the stack's default) in place of the running one, on the same ports, and
+        configure its realm with ``keycloak_setup``; the provider and the default service are restarted.
+
+        For the compatibility matrix (tests/e2e/test_versions.py). A fresh server has a fresh realm and
+        signing keys.
+        """
+        self.config.keycloak_version = version or self.default_keycloak_version
+        if self.running_keycloak_version() == self.keycloak_version \
+                and self.keycloak_script("status", check=False).returncode == 0:
+            return
+        self.keycloak_script("stop")
+        self.keycloak_script("start")
+        self.started_keycloak = True
+        self.keycloak_setup()
+        # The provider (logout tokens) and the services learn the new server's keys on the first unknown kid,
+        # but only once per 30 s refetch cooldown: restart them, and warm them up with one login until a token
+        # carries the claim and is accepted (a cold provider worker can miss the mapper's 500 ms read timeout on
+        # a loaded machine, and the first token then has no claim).
+        if self.provider is not None:
+            self.stop_provider()
+            self.start_provider()
+        if "service" in self.services:
+            self.services.pop("service").stop()
+            self.start_service()
+            self.warm_up()
+
+    def warm_up(self, within: float = 60.0) -> None:
+        """Log a throwaway user in until its token carries ``token_version`` and the service accepts it.
+
+        So that the first test's login does not meet a cold provider: on this loaded machine the first claims
+        call of a fresh provider worker once took longer than the mapper's 500 ms read timeout, and a user the
+        mapper had never seen got a token without the claim (Keycloak logged the timeout)."""
+        import jwt
+
+        self.ensure_user("warm-up", "warm-up-password")
+        deadline = time.monotonic() + within
+        while True:
+            token = self.openid().token("warm-up", "warm-up-password")["access_token"]
+            has_claim = "token_version" in jwt.decode(token, options={"verify_signature": False})
+            status = http_status(f"{self.config.service_url}/api/orders", {"Authorization": f"Bearer {token}"})
+            if has_claim and status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"after switching Keycloak: claim present {has_claim}, service answered {status}")
+            time.sleep(1)
 
     def _keycloak_sends_events_here(self) -> bool:
         logs = self.keycloak_script("logs", "100000", check=False).stdout
@@ -425,6 +498,7 @@ class Stack:
         self.keycloak_setup()
         self.start_provider()
         self.start_service()
+        self.warm_up()
         return self
 
     def close(self, stop_keycloak: bool | None = None) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run a real Keycloak (the version pinned in keycloak/pom.xml) with the tokenversion extension, for tests and
-# demos. Loopback only, dev mode, H2 dev database.
+# Run a real Keycloak (the version pinned in keycloak/pom.xml, or KC_VERSION) with the tokenversion extension, for
+# tests and demos. Loopback only, dev mode, H2 dev database.
 #
 #   scripts/keycloak.sh install            download + verify (.sha1 from Maven Central) + unpack, once
 #   scripts/keycloak.sh build-extension    mvn -q package in keycloak/ unless the JAR is newer than the sources
@@ -13,6 +13,8 @@
 #   scripts/keycloak.sh logs [N]           print the last N (default 100) lines of the server log
 #
 # Environment (all optional):
+#   KC_VERSION                    Keycloak version to run (default: <keycloak.version> of keycloak/pom.xml); each
+#                                 version is cached in its own directory; the compatibility matrix uses this
 #   TOKENVERSION_CACHE            cache dir outside the repo (default ~/.cache/tokenversion)
 #   KC_PORT / KC_MGMT_PORT        HTTP port (8080) / management port with /health (9000)
 #   KC_BOOTSTRAP_ADMIN_USERNAME / KC_BOOTSTRAP_ADMIN_PASSWORD   first admin of the master realm (admin/admin)
@@ -41,7 +43,8 @@ kc_version() {
     echo "$v"
 }
 
-KC_VERSION="$(kc_version)"
+KC_VERSION="${KC_VERSION:-$(kc_version)}"
+[[ "$KC_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KC_VERSION must look like 26.4.7, not '$KC_VERSION'"
 KC_HOME="$CACHE/keycloak-$KC_VERSION"
 PID_FILE="$CACHE/keycloak.pid"
 LOG_FILE="$CACHE/keycloak.log"

@@ -24,6 +24,7 @@ from tokenversion.conf import get_settings
 MAPPER_TYPE = "tokenversion-mapper"
 LISTENER_ID = "tokenversion"
 AUDIENCE_MAPPER_TYPE = "oidc-audience-mapper"
+SUB_MAPPER_TYPE = "oidc-sub-mapper"
 
 
 class KeycloakUnavailable(Exception):
@@ -239,6 +240,18 @@ class RealmSpec:
                     "included.client.audience": self.audience,
                     "access.token.claim": "true",
                     "id.token.claim": "false",
+                    "introspection.token.claim": "true",
+                    "lightweight.claim": "true",
+                },
+            },
+            {
+                # Keycloak's own "sub" mapper (client scope "basic") is off for lightweight access tokens, which
+                # then have no sub; services need it to find the user's version (seen on 26.4 to 26.7).
+                "name": "subject (lightweight)",
+                "protocol": "openid-connect",
+                "protocolMapper": SUB_MAPPER_TYPE,
+                "config": {
+                    "access.token.claim": "true",
                     "introspection.token.claim": "true",
                     "lightweight.claim": "true",
                 },

@@ -59,6 +59,16 @@ def stack():
         stack.close()
 
 
+@pytest.fixture(autouse=True)
+def _default_keycloak_version(request):
+    """Every test on the stack's default Keycloak, except the version matrix (test_versions.py), which switches
+    it and leaves it switched: a run that ends with the matrix then does not start Keycloak once more."""
+    if "stack" in request.fixturenames and "old_keycloak" not in request.fixturenames:
+        stack = request.getfixturevalue("stack")
+        if stack.config.keycloak_version != stack.default_keycloak_version:
+            stack.switch_keycloak(None)
+
+
 @dataclass
 class Person:
     username: str
