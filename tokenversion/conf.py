@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
     "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
     "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
+    "FEED_MAX_STREAMS": 64,  # open /tokenversion/feed/stream responses per provider process (each holds a thread)
+    "FEED_STREAM_MAX_AGE": 300.0,  # seconds before the provider ends a stream (the service reconnects at once)
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
     "PUBLISH_INTERVAL": 0.2,  # seconds between the publisher's heartbeats
@@ -108,6 +110,8 @@ class TokenVersionSettings:
     feed_max_wait: float = 25.0
     feed_page_size: int = 1000
     feed_poll_interval: float = 0.05
+    feed_max_streams: int = 64
+    feed_stream_max_age: float = 300.0
     redis_url: str | None = None
     redis_channel: str = "tokenversion:revocations"
     publish_interval: float = 0.2
@@ -215,6 +219,8 @@ def _load() -> TokenVersionSettings:
         "feed_max_wait": float(merged["FEED_MAX_WAIT"]),
         "feed_page_size": int(merged["FEED_PAGE_SIZE"]),
         "feed_poll_interval": float(merged["FEED_POLL_INTERVAL"]),
+        "feed_max_streams": int(merged["FEED_MAX_STREAMS"]),
+        "feed_stream_max_age": float(merged["FEED_STREAM_MAX_AGE"]),
         "redis_url": merged["REDIS_URL"] or None,
         "redis_channel": str(merged["REDIS_CHANNEL"]),
         "publish_interval": float(merged["PUBLISH_INTERVAL"]),

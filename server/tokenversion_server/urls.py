@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import views
-from .feed import events_view, snapshot_view
+from .feed import events_view, snapshot_view, stream_view
 
 app_name = "tokenversion"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("revocations", views.RevocationView.as_view(), name="revocations"),
     path("feed/snapshot", snapshot_view, name="feed-snapshot"),
     path("feed/events", events_view, name="feed-events"),
+    path("feed/stream", stream_view, name="feed-stream"),
 ]
