@@ -264,12 +264,20 @@ class Broadcaster:
                     if not self.beats:
                         continue
                 try:
-                    # Two cheap statements per tick; the read itself only on a change or a heartbeat due.
-                    now_stamp = (feedlog.allocated(self.using), feedlog.max_visible(self.using))
+                    # Two cheap statements per tick; the read itself only on a change or a heartbeat due. A
+                    # commit in this process pokes: straight to the read.
                     due = time.monotonic() - last_published >= beat * 0.9
-                    if not (poked or due or now_stamp != stamp or base is None):
-                        continue
-                    if base is not None and not feedlog.cursor_is_valid(self.using, base, now_stamp[0]):
+                    went_back = False
+                    if not (poked or due or base is None):
+                        now_stamp = (feedlog.allocated(self.using), feedlog.max_visible(self.using))
+                        if now_stamp == stamp:
+                            continue
+                        went_back = now_stamp[0] < base.safe  # ids handed out again: restored data
+                    # Whether the data is still the data the cursor came from, once per heartbeat (or when the
+                    # ids went back): a restore is noticed within a beat, as a long-poll notices it within its
+                    # wait.
+                    if base is not None and (due or went_back) and not feedlog.cursor_is_valid(
+                            self.using, base, feedlog.allocated(self.using)):
                         # The database was restored or replaced: every stream ends, and reconnecting
                         # with its cursor gets the 410 that makes the service take a new snapshot.
                         logger.warning("feed broadcaster: the audit trail no longer holds its cursor")
@@ -283,7 +291,7 @@ class Broadcaster:
                     page = build_page(self.using, base, base.safe, conf.feed_page_size,
                                       time.monotonic() + SETTLE_MIN)
                     self.reads += 1
-                    stamp, failed = now_stamp, False
+                    failed = False
                 except DatabaseError:
                     if not failed:
                         logger.warning("feed broadcaster: database unavailable")
@@ -296,8 +304,9 @@ class Broadcaster:
                 if page.events or page.cursor != base or due:
                     self._publish(base, page)
                     last_published = page.read_at
-                if page.cursor.safe < max(now_stamp) or page.more:
-                    stamp = None  # not settled up to what is visible yet: read again at the next tick
+                # What the next tick compares with: settled up to everything read, or read again.
+                settled = page.settled and not page.more and page.last_id <= page.cursor.safe
+                stamp = (page.cursor.safe, page.cursor.safe) if settled else None
                 base = page.cursor
                 if page.more:
                     self.poked = True  # a full page: read the next one at once
