@@ -166,7 +166,12 @@ def revoke_and_watch(services: list[str], token: str, trigger: Callable[[], None
     watchers = [threading.Thread(target=watch, args=(j, base), daemon=True) for j, base in enumerate(services)]
     for thread in watchers:
         thread.start()
-    time.sleep(0.03)  # the watchers are looping
+    deadline = time.monotonic() + 15
+    for base in services:  # every watch has made its first check (on a loaded host a request can start late)
+        while not get_json(f"{base}/watching?token={token}")[1].get("watching"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{base} did not start watching")
+            time.sleep(0.002)
     sent = time.monotonic()
     trigger()
     returned = time.monotonic()
@@ -243,14 +248,17 @@ def run_rest_sweep(args: argparse.Namespace, counts: list[int]) -> dict[int, dic
     with ExitStack() as stack:
         jwks = JWKSServer()
         stack.callback(jwks.close)
+        # Threads: one per open stream or waiting long-poll, plus room for the REST and claims calls.
+        threads = 4 + 2 * max(counts)
         env = provider_env(REST_DATABASE_URL, TOKENVERSION_ISSUER=jwks.issuer, TOKENVERSION_FEED_SECRETS=FEED_SECRET,
-                           TOKENVERSION_REDIS_URL=REDIS_URL, TOKENVERSION_REDIS_CHANNEL=channel)
+                           TOKENVERSION_REDIS_URL=REDIS_URL, TOKENVERSION_REDIS_CHANNEL=channel,
+                           TOKENVERSION_FEED_MAX_STREAMS=str(max(counts) + 2))
         ensure_database(REST_DATABASE_URL)
         key = admin_token(env)
         port = free_port()
         provider = f"http://127.0.0.1:{port}"
         provider_proc = stack.enter_context(process(
-            gunicorn_args("provider.wsgi:application", port, 4 + 2 * max(counts)), env, ready=provider,
+            gunicorn_args("provider.wsgi:application", port, threads), env, ready=provider,
             log_name="provider"))
         for count in counts:
             report = sweep[count] = {}
@@ -297,6 +305,8 @@ def rest_rounds(args: argparse.Namespace, feed: str, services: list[str], provid
         if i >= args.warmup:
             progress(f"{feed} N={count}", i + 1 - args.warmup, args.count, result)
     result.provider_cpu = group_cpu(provider_pgid) - cpu_before
+    print(f"  {feed} N={count}: p99 {ms(percentile(result.delays, 99))} ms, provider CPU "
+          f"{result.provider_cpu / args.count * 1000:.1f} ms per revocation", file=sys.stderr, flush=True)
     result.elapsed = time.monotonic() - started
     result.stats = service_health(services)
     return result

@@ -38,14 +38,15 @@ def actor():
 
 @pytest.fixture
 def in_process(tv_settings):
-    tv_settings(FEED_SECRETS=[FEED_SECRET], FEED_POLL_INTERVAL=0.02)
+    tv_settings(FEED_SECRETS=[FEED_SECRET], FEED_POLL_INTERVAL=0.02, FEED_MAX_STREAMS=8)
     yield
     feed.stop_watchers()
     fanout.stop_broadcasters()
 
 
 def get(path: str, **params):
-    return Client().get(path, params, HTTP_X_TOKENVERSION_SECRET=FEED_SECRET)
+    # As under gunicorn's gthread worker: the stream is served only by a server with threads.
+    return Client().get(path, params, HTTP_X_TOKENVERSION_SECRET=FEED_SECRET, **{"wsgi.multithread": True})
 
 
 def first_cursor() -> str:
@@ -105,6 +106,60 @@ def test_a_page_read_before_a_poll_arrived_is_not_shared_with_it(in_process):
     assert first["as_of"] >= 0 and second["as_of"] >= 0
 
 
+class Statements:
+    """Counts the SQL statements each thread runs (Django's cursor wrapper, so every backend alike)."""
+
+    def __init__(self, monkeypatch) -> None:
+        from django.db.backends import utils
+
+        self.by_thread: dict[int, int] = {}
+        self._lock = threading.Lock()
+        real = utils.CursorWrapper._execute
+
+        def counting(cursor, sql, params, *rest):
+            with self._lock:
+                ident = threading.get_ident()
+                self.by_thread[ident] = self.by_thread.get(ident, 0) + 1
+            return real(cursor, sql, params, *rest)
+
+        monkeypatch.setattr(utils.CursorWrapper, "_execute", counting)
+
+    def of(self, idents) -> int:
+        return sum(self.by_thread.get(i, 0) for i in idents)
+
+
+def test_statements_per_long_poll_answer(in_process, monkeypatch):
+    """What docs/scaling.md quotes. On its own, an answer whose cursor moves costs 6 statements on PostgreSQL
+    (cursor check 2, settle 2, rows 1, new cursor 1; SQLite has no lock list: 5). Eight polls woken by one
+    revocation cost 2 each (the check before waiting) plus one shared page of 4, not 8 x 6."""
+    postgres = connection.vendor == "postgresql"
+    cursor = first_cursor()
+    services.revoke_user("frank", reason="logout", actor=actor())
+    statements = Statements(monkeypatch)
+    body = get(EVENTS, after=cursor).json()
+    assert body["cursor"] != cursor and statements.of([threading.get_ident()]) == (6 if postgres else 5)
+    cursor = body["cursor"]
+    answers: list = [None] * 8
+    idents: list[int] = []
+
+    def poll(i: int) -> None:
+        idents.append(threading.get_ident())
+        try:
+            answers[i] = get(EVENTS, after=cursor, wait="10")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=poll, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: feed.watcher_for("default").waiters == 8, 10, what="eight waiting polls")
+    services.revoke_user("frank", reason="logout", actor=actor())
+    for thread in threads:
+        thread.join(15)
+    assert all(a.status_code == 200 and a.json()["events"] for a in answers)
+    assert statements.of(idents) == 8 * 2 + (4 if postgres else 3)
+
+
 # The stream endpoint, in process.
 
 
@@ -145,6 +200,47 @@ def test_the_stream_sends_each_revocation_then_heartbeats_with_as_of(in_process)
     finally:
         response.close()
     assert fanout.stream_slots.open == 0
+
+
+def test_open_streams_share_the_broadcasters_one_read_per_revocation(in_process, monkeypatch):
+    """Four streams at the same cursor: a revocation is read from the trail once, by the broadcaster, and the
+    streams only forward it; none reads the trail itself once it has caught up."""
+    cursor = first_cursor()
+    reads: list[str] = []
+    real_read = feedlog.read_events
+
+    def counting_read(using, after, limit):
+        reads.append(threading.current_thread().name)
+        return real_read(using, after, limit)
+
+    monkeypatch.setattr(feedlog, "read_events", counting_read)
+    opened = threading.Barrier(5)
+    got: list = [None] * 4
+
+    def follow(i: int) -> None:
+        response = get(STREAM, after=cursor, beat="20")  # no heartbeat during the test
+        try:
+            frames(response, 1)
+            opened.wait(10)
+            while got[i] is None:
+                frame = frames(response, 1)[0]
+                if frame["events"]:
+                    got[i] = frame
+        finally:
+            response.close()
+            connections.close_all()
+
+    threads = [threading.Thread(target=follow, args=(i,), name=f"stream-{i}") for i in range(4)]
+    for thread in threads:
+        thread.start()
+    opened.wait(10)
+    del reads[:]
+    rev = services.revoke_user("gina", reason="logout", actor=actor())
+    for thread in threads:
+        thread.join(15)
+    assert all(g is not None and [e["id"] for e in g["events"]] == [rev.audit_id] for g in got)
+    assert not [name for name in reads if name.startswith("stream-")]  # the streams read nothing themselves
+    assert 1 <= len(reads) <= 2, reads  # the broadcaster: once (twice if its tick saw the commit before the poke)
 
 
 def test_the_stream_refuses_bad_input_an_expired_cursor_and_too_many_streams(in_process, tv_settings):
@@ -277,9 +373,44 @@ def test_a_replaced_provider_database_ends_the_stream_and_the_410_brings_a_snaps
             cur.execute("DELETE FROM sqlite_sequence WHERE name = %s", [table])
     rev = services.revoke_user("after-restore", reason="logout", actor=actor())
     assert rev.audit_id <= known  # an id the store's cursor has already passed
-    wait_until(lambda: version_seen(store, "after-restore") == 1, 5, what="the new revocation")
+    try:
+        wait_until(lambda: version_seen(store, "after-restore") == 1, 5, what="the new revocation")
+    except AssertionError:
+        raise AssertionError(f"not seen; store stats {store.stats}, cursor {store.cursor}, known {known}, "
+                             f"revocation {rev.audit_id}:\n{provider.process.output()}") from None
     assert store.stats["cursor_expired"] == 1 and store.stats["snapshots"] == 2
     assert version_seen(store, "first") == 1
+
+
+def test_streams_are_off_unless_the_provider_sizes_for_them(in_process, tv_settings):
+    """The provider's default (FEED_MAX_STREAMS 0) and a server without threads answer 501: an open stream
+    would hold the only thread (or one of too few) for minutes, starving the claims endpoint."""
+    cursor = first_cursor()
+    no_threads = Client().get(STREAM, {"after": cursor}, HTTP_X_TOKENVERSION_SECRET=FEED_SECRET)
+    assert no_threads.status_code == 501 and no_threads.json()["error"] == "streams_disabled"
+    tv_settings(FEED_MAX_STREAMS=0)
+    off = get(STREAM, after=cursor)
+    assert off.status_code == 501 and off.json()["error"] == "streams_disabled"
+
+
+def test_a_provider_without_streams_is_long_polled(db_name, jwks_server, stores):
+    """A service's default transport is the stream; a provider that does not offer it (its default) answers
+    501 and the store long-polls, revocations still biting within a round trip."""
+    web = WebProcess("provider-no-streams", "provider.wsgi:application",
+                     django_env("tests.feed_settings", db_name, jwks_server.issuer,
+                                TOKENVERSION_TEST_FEED_MAX_STREAMS="0"))
+    web.start()
+    try:
+        store = HttpFeedStore(feed_url=feed_url(web), secret=FEED_SECRET)
+        stores.append(store)
+        wait_until(lambda: fresh(store), 10, what="the first snapshot")
+        services.revoke_user("hana", reason="logout", actor=actor())
+        wait_until(lambda: version_seen(store, "hana") == 1, 3, interval=0.005, what="the revocation")
+        time.sleep(1.2)
+        assert fresh(store) and store.stats["rounds"] >= 2 and store.stats["frames"] == 0
+        assert store.stats["feed_errors"] == 0
+    finally:
+        web.kill()
 
 
 # What the client does with frames: proof only from complete frames, never past the read.

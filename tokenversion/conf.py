@@ -62,7 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "FEED_MAX_WAIT": 25.0,  # seconds a long-poll may wait
     "FEED_PAGE_SIZE": 1000,  # events or snapshot entries per answer, at most
     "FEED_POLL_INTERVAL": 0.05,  # seconds between the long-poll watcher's looks at the audit trail
-    "FEED_MAX_STREAMS": 64,  # open /tokenversion/feed/stream responses per provider process (each holds a thread)
+    # Open /tokenversion/feed/stream responses per provider process; each holds a worker thread for minutes, so
+    # 0 (streams off: services long-poll) until the operator sizes threads for them (docs/scaling.md).
+    "FEED_MAX_STREAMS": 0,
     "FEED_STREAM_MAX_AGE": 300.0,  # seconds before the provider ends a stream (the service reconnects at once)
     "REDIS_URL": None,  # where the provider publishes revocations (fast path and tokenversion_publisher)
     "REDIS_CHANNEL": "tokenversion:revocations",
@@ -110,7 +112,7 @@ class TokenVersionSettings:
     feed_max_wait: float = 25.0
     feed_page_size: int = 1000
     feed_poll_interval: float = 0.05
-    feed_max_streams: int = 64
+    feed_max_streams: int = 0
     feed_stream_max_age: float = 300.0
     redis_url: str | None = None
     redis_channel: str = "tokenversion:revocations"

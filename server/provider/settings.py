@@ -103,6 +103,7 @@ TOKENVERSION = {
     "BACKCHANNEL_AUDIENCE": env_list("TOKENVERSION_BACKCHANNEL_AUDIENCE", ["tokenversion-backchannel"]),
     # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
     "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
+    "FEED_MAX_STREAMS": int(env_str("TOKENVERSION_FEED_MAX_STREAMS", "0")),  # keep under gunicorn's --threads
     "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
 }

@@ -419,13 +419,22 @@ class Stream:
                 seen = frame.seq
                 page = frame.page
                 if page is None:
-                    return  # the database is gone: end the stream; the service reconnects and sees a 503
-                if frame.base.safe > self.position.safe:
+                    return  # the database failed or was replaced: the service reconnects (503 or 410)
+                if frame.base != self.position:
+                    # Out of step with the broadcaster, whose cursor it checks itself: prove that this
+                    # stream's position still belongs to the data before reading from it or forwarding
+                    # above it (after a restore, the broadcaster's new cursor can be valid and below it).
                     try:
-                        yield from self._own_pages()  # behind the shared reads: catch up alone first
+                        valid = feedlog.cursor_is_valid(self.using, self.position, feedlog.allocated(self.using))
+                        if valid and frame.base.safe > self.position.safe:
+                            yield from self._own_pages()  # behind the shared reads: catch up alone first
+                            continue
                     except DatabaseError:
                         return
-                    continue
+                    finally:
+                        connections[self.using].close()
+                    if not valid:
+                        return  # reconnecting with this cursor gets the 410 that brings a new snapshot
                 if page.read_at < self.arrived:
                     continue  # read before this stream existed: proves nothing for it
                 if frame.base.safe == self.position.safe:

@@ -178,6 +178,11 @@ def stream_view(request: HttpRequest) -> HttpResponse:
     every ``beat`` seconds (default 0.5), each frame an events answer with its own ``as_of`` (``fanout``)."""
     started = time.monotonic()
     conf = get_settings()
+    if conf.feed_max_streams <= 0 or not request.META.get("wsgi.multithread"):
+        # An open stream holds a worker thread for minutes: only where threads were sized for it. The
+        # service long-polls /feed/events instead (a 501 tells it the stream is not offered here).
+        raise HttpError(501, "streams_disabled", "this provider does not serve feed streams (FEED_MAX_STREAMS "
+                                                 "is 0, or the server has no threads); long-poll /feed/events")
     params = _params(request, {"after", "beat"})
     if "after" not in params:
         raise HttpError(400, "invalid_request", "after (a cursor from the snapshot or a previous answer) is required")

@@ -9,8 +9,9 @@ snapshot at start, then either
   store proves freshness per frame exactly as it does per long-poll answer. The provider's cost per
   revocation does not grow with the number of services: one read of the audit trail, serialized once, is
   written to every stream. The provider ends a stream every few minutes; the store reconnects from its
-  cursor at once. If the stream cannot be opened (a provider without it answers 404, or its stream cap
-  answers 503), the store long-polls instead and tries the stream again later;
+  cursor at once. If the stream cannot be opened (a provider that does not offer it answers 404 or 501:
+  older, or ``FEED_MAX_STREAMS`` 0, the provider's default; one at its stream cap answers 503), the store
+  long-polls instead and tries the stream again later;
 - ``transport="poll"``: ``GET /tokenversion/feed/events`` in a loop, each call waiting up to ``poll_wait``
   for something new. For proxies that buffer responses (a stream whose frames are held back goes stale and
   the store refuses), or providers whose worker threads are too few to hold one stream per service process
@@ -40,11 +41,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .remote import PRUNE_EVERY, CursorExpired, FeedError, RemoteStore, StreamUnsupported, check_common_options
+from .remote import PRUNE_EVERY, CursorExpired, FeedError, RemoteStore, StreamUnsupported, check_common_options, logger
 
 TRANSPORTS = ("stream", "poll")
 POLL_AFTER_STREAM_FAILURE = 5.0  # seconds of long-poll after a stream could not be opened or was cut
-POLL_WITHOUT_STREAM = 300.0  # seconds of long-poll after a provider answered 404 (no stream endpoint yet)
+POLL_WITHOUT_STREAM = 300.0  # seconds of long-poll after a provider answered 404 or 501 (no streams there)
 
 
 class HttpFeedStore(RemoteStore):
@@ -76,7 +77,9 @@ class HttpFeedStore(RemoteStore):
                 else:
                     self.catch_up(self.poll_wait)
             except StreamUnsupported as exc:
-                self.log_error("revocation feed: %s; long-polling for %.0f s", exc, POLL_WITHOUT_STREAM)
+                # The provider's default (streams off): a choice, not a fault. Info, once per retry period.
+                logger.info("revocation feed: %s; long-polling, stream asked again in %.0f s", exc,
+                            POLL_WITHOUT_STREAM)
                 self._poll_until = time.monotonic() + POLL_WITHOUT_STREAM
                 continue
             except CursorExpired:

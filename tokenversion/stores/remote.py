@@ -54,7 +54,8 @@ class CursorExpired(FeedError):
 
 
 class StreamUnsupported(FeedError):
-    """404 on ``/feed/stream``: a provider from before streams; long-poll instead."""
+    """404 or 501 on ``/feed/stream``: a provider from before streams, or one that does not serve them
+    (``FEED_MAX_STREAMS`` 0); long-poll instead."""
 
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -143,8 +144,8 @@ class FeedClient:
             exc.close()
             if exc.code == 410:
                 raise CursorExpired(f"feed answered 410 {code}") from None
-            if exc.code == 404:
-                raise StreamUnsupported("feed answered 404 on /stream") from None
+            if exc.code in (404, 501):  # a provider from before streams, or one that does not serve them
+                raise StreamUnsupported(f"feed answered {exc.code} {code} on /stream") from None
             raise FeedError(f"feed stream answered {exc.code} {code}") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise FeedError(f"feed unreachable: {type(exc).__name__}: {exc}") from None
