@@ -188,10 +188,14 @@ def test_the_stream_sends_each_revocation_then_heartbeats_with_as_of(in_process)
         assert opening["events"] == [] and opening["as_of"] >= 0 and opening["cursor"] == cursor
         rev = services.revoke_user("bob", reason="logout", actor=actor())
         seen: list[dict] = []
-        wait_until(lambda: seen.extend(frames(response, 1)) or any(f["events"] for f in seen), 5,
-                   interval=0, what="the revocation's frame")
-        frame = next(f for f in seen if f["events"])
-        assert [e["id"] for e in frame["events"]] == [rev.audit_id] and frame["events"][0]["subject"] == "bob"
+        wait_until(lambda: seen.extend(frames(response, 1)) or any(f["events"] and f["as_of"] for f in seen), 5,
+                   interval=0, what="the revocation's certified frame")
+        fast, frame = [f for f in seen if f["events"]][:2]
+        # First the fast frame (committed in this process): the event, but no proof and the cursor unmoved;
+        # then the broadcaster's read, which certifies it and moves the cursor.
+        assert [e["id"] for e in fast["events"]] == [rev.audit_id] and fast["events"][0]["subject"] == "bob"
+        assert fast["as_of"] is None and fast["cursor"] == cursor
+        assert [e["id"] for e in frame["events"]] == [rev.audit_id] and frame["as_of"] >= 0
         assert Cursor.parse(frame["cursor"]).safe >= rev.audit_id
         beats = frames(response, 3)  # nothing happens: heartbeats, each a proof read later than the last
         assert all(f["events"] == [] and f["cursor"] == frame["cursor"] for f in beats)
@@ -224,7 +228,7 @@ def test_open_streams_share_the_broadcasters_one_read_per_revocation(in_process,
             opened.wait(10)
             while got[i] is None:
                 frame = frames(response, 1)[0]
-                if frame["events"]:
+                if frame["events"] and frame["as_of"] is not None:  # the certified frame (after the fast one)
                     got[i] = frame
         finally:
             response.close()
@@ -234,6 +238,9 @@ def test_open_streams_share_the_broadcasters_one_read_per_revocation(in_process,
     for thread in threads:
         thread.start()
     opened.wait(10)
+    broadcaster = fanout.broadcaster_for("default")
+    wait_until(lambda: broadcaster.seq >= 1, 5, what="the broadcaster's first read")  # its start-up read
+    time.sleep(0.1)
     del reads[:]
     rev = services.revoke_user("gina", reason="logout", actor=actor())
     for thread in threads:

@@ -17,6 +17,10 @@ statements and 3 ms of provider CPU each), answered one after another. Two thing
   and ``as_of`` is when the rows were read, in seconds after the provider received the stream request. So
   the service proves freshness per frame exactly as it does per long-poll answer (``stores.remote``).
 
+A revocation committed in the provider process that serves the streams is also forwarded at once, before
+the broadcaster's read, in a frame with ``as_of: null`` and an unchanged cursor: like Redis's fast path it
+proves nothing and only makes the revocation bite sooner; the read that follows certifies it.
+
 Why a forwarded frame is a proof: the broadcaster's read covers every visible row with id above its own
 cursor ``B``; a stream forwards it only when its own position is at or above ``B`` (everything at or below
 the position was delivered already, since the position only ever moves to settled ids). A stream that is
@@ -166,7 +170,10 @@ def page_response(page: Page, arrived: float) -> HttpResponse:
 class Frame:
     seq: int
     base: Cursor  # the page holds every visible row with id > base.safe
-    page: Page | None  # None: the broadcaster lost the database; streams end
+    page: Page | None  # None: the broadcaster lost the database; streams end (unless ``fast``)
+    fast: FeedEvent | None = None  # a revocation just committed in this process, forwarded before any read
+
+
 
 
 class Broadcaster:
@@ -222,8 +229,14 @@ class Broadcaster:
                     return frame
             return self.frames[-1]
 
-    def poke(self) -> None:
+    def poke(self, event: FeedEvent | None = None) -> None:
+        """A revocation committed in this process: read now. With its ``event``, also forward it to every
+        stream at once, before the read: as Redis's fast path, it proves nothing (no cursor, no as_of),
+        it only makes the revocation bite without waiting for the read; the read then certifies it."""
         with self.cond:
+            if event is not None and self.beats:
+                self.seq += 1
+                self.frames.append(Frame(self.seq, Cursor(0, 0, 0), None, fast=event))
             self.poked = True
             self.cond.notify_all()
 
@@ -331,9 +344,14 @@ def stop_broadcasters() -> None:
         broadcaster.stop()
 
 
-def _poke(**_: Any) -> None:
+def _poke(record: Any = None, **_: Any) -> None:
+    if not _broadcasters:
+        return
+    from .publish import event_of  # the same event as the audit row (and as Redis's fast path)
+
+    event = None if record is None or getattr(record, "audit_id", None) is None else event_of(record)
     for broadcaster in list(_broadcasters.values()):
-        broadcaster.poke()
+        broadcaster.poke(event)
 
 
 revocation_committed.connect(_poke, dispatch_uid="tokenversion_server.fanout.poke")
@@ -417,6 +435,10 @@ class Stream:
                 if frame is None:
                     continue
                 seen = frame.seq
+                if frame.fast is not None:
+                    if frame.fast.id is not None and frame.fast.id > self.position.safe:
+                        yield _frame(self.position, _dumps([frame.fast.to_wire()]), frame.fast.id, False, None)
+                    continue
                 page = frame.page
                 if page is None:
                     return  # the database failed or was replaced: the service reconnects (503 or 410)
