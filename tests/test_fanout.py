@@ -23,7 +23,7 @@ from tests.remote_helpers import WebProcess, django_env, wait_until
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion.stores.feed import HttpFeedStore
-from tokenversion.stores.remote import FeedClient, FeedError
+from tokenversion.stores.remote import FeedClient, FeedError, StreamSilent
 from tokenversion_server import fanout, feed, feedlog, services
 from tokenversion_server.models import RevocationEvent
 
@@ -493,6 +493,21 @@ def test_a_frame_that_breaks_the_protocol_ends_the_stream(bad):
             list(FeedClient(feed_server.url, "secret", timeout=2.0).stream(Cursor(5, 5, 1_000_000), 0.5))
     finally:
         feed_server.close()
+
+
+def test_a_stream_that_sends_no_frame_is_taken_for_a_buffering_proxy():
+    """The provider sends a frame as soon as a stream opens; an open stream that stays silent is what a proxy
+    buffering responses looks like, and the store then long-polls (``StreamSilent``) rather than go stale
+    again at each attempt. A silence after frames is a cut, retried at once."""
+    frame = {"as_of": 0.1, "cursor": "v1.5.5.1000000", "events": [], "last_id": 5, "more": False}
+    for script, expected in (([(3.0, frame)], StreamSilent), ([(0.0, frame), (3.0, frame)], FeedError)):
+        feed_server = ScriptedFeed(script)
+        try:
+            with pytest.raises(FeedError) as raised:
+                list(FeedClient(feed_server.url, "secret", timeout=0.5).stream(Cursor(5, 5, 1_000_000), 0.5))
+            assert type(raised.value) is expected, raised.value
+        finally:
+            feed_server.close()
 
 
 def test_the_transport_option_is_checked():

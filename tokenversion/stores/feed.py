@@ -11,7 +11,8 @@ snapshot at start, then either
   written to every stream. The provider ends a stream every few minutes; the store reconnects from its
   cursor at once. If the stream cannot be opened (a provider that does not offer it answers 404 or 501:
   older, or ``FEED_MAX_STREAMS`` 0, the provider's default; one at its stream cap answers 503), the store
-  long-polls instead and tries the stream again later;
+  long-polls instead and tries the stream again later (after 5 minutes when the provider does not offer
+  streams, or when a stream opened but sent no frame, which is what a proxy that buffers responses does);
 - ``transport="poll"``: ``GET /tokenversion/feed/events`` in a loop, each call waiting up to ``poll_wait``
   for something new. For proxies that buffer responses (a stream whose frames are held back goes stale and
   the store refuses), or providers whose worker threads are too few to hold one stream per service process
@@ -41,7 +42,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .remote import PRUNE_EVERY, CursorExpired, FeedError, RemoteStore, StreamUnsupported, check_common_options, logger
+from .remote import (
+    PRUNE_EVERY,
+    CursorExpired,
+    FeedError,
+    RemoteStore,
+    StreamSilent,
+    StreamUnsupported,
+    check_common_options,
+    logger,
+)
 
 TRANSPORTS = ("stream", "poll")
 POLL_AFTER_STREAM_FAILURE = 5.0  # seconds of long-poll after a stream could not be opened or was cut
@@ -80,6 +90,12 @@ class HttpFeedStore(RemoteStore):
                 # The provider's default (streams off): a choice, not a fault. Info, once per retry period.
                 logger.info("revocation feed: %s; long-polling, stream asked again in %.0f s", exc,
                             POLL_WITHOUT_STREAM)
+                self._poll_until = time.monotonic() + POLL_WITHOUT_STREAM
+                continue
+            except StreamSilent as exc:
+                self.stats["feed_errors"] += 1
+                self.log_error("revocation feed: %s; long-polling, stream asked again in %.0f s", exc,
+                               POLL_WITHOUT_STREAM)
                 self._poll_until = time.monotonic() + POLL_WITHOUT_STREAM
                 continue
             except CursorExpired:

@@ -58,6 +58,11 @@ class StreamUnsupported(FeedError):
     (``FEED_MAX_STREAMS`` 0); long-poll instead."""
 
 
+class StreamSilent(FeedError):
+    """The stream was opened but no frame arrived in time, though the provider sends one at once: most likely
+    a proxy that buffers responses. Long-poll instead."""
+
+
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
@@ -154,10 +159,14 @@ class FeedClient:
                 raise FeedError("feed stream answer is not text/event-stream")
             position = after
             data: bytes | None = None
+            seen = 0
             while True:
                 try:
                     line = response.readline(MAX_FRAME_BYTES + 1)
                 except (OSError, http.client.HTTPException, ValueError) as exc:
+                    if not seen:
+                        raise StreamSilent(f"feed stream opened but sent no frame ({type(exc).__name__}): "
+                                           "a proxy buffering it?") from None
                     raise FeedError(f"feed stream cut: {type(exc).__name__}: {exc}") from None
                 if not line:
                     return  # the provider ended the stream
@@ -168,6 +177,7 @@ class FeedClient:
                         frame = self._stream_frame(data, position)
                         position = frame["cursor"]
                         data = None
+                        seen += 1
                         yield frame
                 elif line.startswith(b":"):
                     continue  # a comment
