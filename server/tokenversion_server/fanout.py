@@ -345,11 +345,16 @@ def stop_broadcasters() -> None:
 
 
 def _poke(record: Any = None, **_: Any) -> None:
+    """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
     if not _broadcasters:
         return
-    from .publish import event_of  # the same event as the audit row (and as Redis's fast path)
+    try:
+        from .publish import event_of  # the same event as the audit row (and as Redis's fast path)
 
-    event = None if record is None or getattr(record, "audit_id", None) is None else event_of(record)
+        event = None if record is None or getattr(record, "audit_id", None) is None else event_of(record)
+    except Exception:
+        logger.exception("feed stream fast path: could not build the event; the broadcaster's read will carry it")
+        event = None
     for broadcaster in list(_broadcasters.values()):
         broadcaster.poke(event)
 
