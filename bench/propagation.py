@@ -3,9 +3,15 @@
     .venv/bin/python bench/propagation.py                     # Keycloak logouts, 200 per feed, 8 services
     .venv/bin/python bench/propagation.py --quick             # 20 logouts per feed, 4 services
     .venv/bin/python bench/propagation.py --trigger rest      # REST revocations, tokens from a test issuer
+    .venv/bin/python bench/propagation.py --sweep             # REST, N = 2..24 services, Redis / stream / long-poll
+
+``--sweep`` runs the REST trigger at N = 2, 4, 8, 16 and 24 service processes on one provider process, for Redis,
+the HTTP feed's stream (``http``) and its long-poll (``http-poll``), 60 revocations per feed and N unless
+``--revocations`` says otherwise, and prints and plots (``bench/results/propagation_sweep.png``) the p99 and the
+provider's CPU per revocation (its process group's user + system time over the counted rounds) against N.
 
 Needs PostgreSQL and Redis (``bash scripts/services.sh start``; ``eval "$(bash scripts/services.sh env)"``).
-Per feed (``--feeds redis,http``) it starts ``--services`` DRF service processes with no database
+Per feed (``--feeds redis,http[,http-poll]``) it starts ``--services`` DRF service processes with no database
 (``bench/_propagation_service.py``, each under its own gunicorn), each with a ``RedisStore`` (``poll_when_silent``
 off: only Redis and the publisher keep it fresh) or an ``HttpFeedStore``.
 
@@ -323,7 +329,9 @@ def run_keycloak(args: argparse.Namespace) -> dict[str, FeedResult]:
 
     # Threads per provider worker: one per waiting long-poll (HTTP-feed services), plus room for Keycloak's
     # claims and back-channel calls, so neither waits behind a long-poll.
-    config = StackConfig(database_url=KC_DATABASE_URL, redis_url=REDIS_URL, provider_threads=4 + 2 * args.services)
+    # Streams on (FEED_MAX_STREAMS), below the threads, so "http" measures the stream there too.
+    config = StackConfig(database_url=KC_DATABASE_URL, redis_url=REDIS_URL, provider_threads=4 + 2 * args.services,
+                         extra_provider_env={"TOKENVERSION_FEED_MAX_STREAMS": str(args.services + 2)})
     report: dict[str, FeedResult] = {}
     with ExitStack() as stack:
         kc = Stack(config)
