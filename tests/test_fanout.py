@@ -433,6 +433,15 @@ class ScriptedFeed:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if "/snapshot" in self.path:  # what a store asks first: an empty snapshot, read at once
+                    body = json.dumps({"cursor": "v1.5.5.1000000", "entries": [], "next_page": None,
+                                       "as_of": 0.0}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -446,6 +455,7 @@ class ScriptedFeed:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads, self.server.block_on_close = True, False  # close without waiting for a script
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tokenversion/feed"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -477,6 +487,39 @@ def test_only_a_complete_frame_moves_freshness_and_never_past_its_read():
     # The store's rule (follow_stream): a frame proves freshness at sent + min(as_of, received - sent).
     proofs = [sent + min(f["as_of"], at - sent) for f, at in got if not f["more"] and f["as_of"] is not None]
     assert len(proofs) == 2 and proofs[0] <= sent + 0.25 and proofs[1] <= got[-1][1]
+
+
+def test_the_store_moves_fresh_at_only_on_a_complete_frame():
+    """The store over a scripted stream: frames that prove nothing (the fast frame, a partial page) apply their
+    events but leave ``fresh_at`` where the snapshot put it, so the store goes stale and refuses; the next
+    complete frame makes it fresh again, as of no later than that frame's arrival."""
+    now = time.time()
+    event = {"scope": "user", "issuer": "https://issuer.example", "subject": "eve", "version": 2, "at": now,
+             "id": 6}
+    moved = str(Cursor(6, 6, int(now * 1e6)))
+    feed_server = ScriptedFeed([
+        (0.0, {"as_of": None, "cursor": "v1.5.5.1000000", "events": [event], "last_id": 6, "more": False}),
+        (0.0, {"as_of": 0.05, "cursor": "v1.5.5.1000000", "events": [event], "last_id": 6, "more": True}),
+        (1.6, {"as_of": 1.6, "cursor": moved, "events": [], "last_id": 6, "more": False}),
+        (3.0, {"as_of": 4.6, "cursor": moved, "events": [], "last_id": 6, "more": False}),  # holds the stream
+    ])
+    store = HttpFeedStore(feed_url=feed_server.url, secret="secret", max_staleness=1.0, timeout=2.0)
+    try:
+        wait_until(lambda: store.stats["frames"] >= 2, 5, what="the first two frames")
+        after_snapshot = store.fresh_at
+        assert store.map.view("https://issuer.example", "eve", None).subject.token_version == 2  # applied
+        assert store.cursor == Cursor(5, 5, 1_000_000)  # not moved by frames that prove nothing
+        wait_until(lambda: store.staleness() > store.max_staleness, 3, what="the store to go stale")
+        assert store.fresh_at == after_snapshot
+        with pytest.raises(StoreUnavailable):
+            store.view("https://issuer.example", "eve", None)
+        wait_until(lambda: store.stats["frames"] >= 3, 5, what="the complete frame")
+        received = time.monotonic()
+        assert after_snapshot < store.fresh_at <= received and store.cursor == Cursor.parse(moved)
+        assert store.view("https://issuer.example", "eve", None).subject.token_version == 2
+    finally:
+        store.close()
+        feed_server.close()
 
 
 @pytest.mark.parametrize("bad", [
