@@ -1,6 +1,6 @@
 """The revocation feed over HTTP, for services that do not share the provider's database.
 
-Two ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``FEED_SECRETS``):
+Three ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``FEED_SECRETS``):
 
 - ``/tokenversion/feed/snapshot?since=<unix seconds>[&limit=n]``: every key revoked since ``since``, folded,
   and the cursor to continue from; more pages with ``?page=<next_page>``;
