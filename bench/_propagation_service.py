@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 from django.conf import settings
@@ -72,18 +73,38 @@ def accepts(request):
     return JsonResponse({"state": _state(request.GET["token"])})
 
 
+_watching: dict[str, int] = {}  # token -> watches that have made their first check
+_watching_lock = threading.Lock()
+
+
 def watch(request):
     token, deadline = request.GET["token"], time.monotonic() + float(request.GET.get("timeout", "10"))
     first = _state(token)
+    with _watching_lock:
+        _watching[token] = _watching.get(token, 0) + 1
     unavailable = 0
-    while time.monotonic() < deadline:
-        state = _state(token)
-        if state == "refused":
-            return JsonResponse({"refused_at": time.monotonic(), "first": first, "unavailable": unavailable})
-        unavailable += state == "unavailable"
-        time.sleep(0.001)
-    return JsonResponse({"refused_at": None, "first": first, "unavailable": unavailable})
+    try:
+        while time.monotonic() < deadline:
+            state = _state(token)
+            if state == "refused":
+                return JsonResponse({"refused_at": time.monotonic(), "first": first, "unavailable": unavailable})
+            unavailable += state == "unavailable"
+            time.sleep(0.001)
+        return JsonResponse({"refused_at": None, "first": first, "unavailable": unavailable})
+    finally:
+        with _watching_lock:
+            _watching[token] -= 1
+            if not _watching[token]:
+                del _watching[token]
 
 
-urlpatterns = [path("health", health), path("accepts", accepts), path("watch", watch)]
+def watching(request):
+    """Whether a watch of the token has made its first check: the benchmark triggers only after every
+    service says so (on a loaded machine a watch request can start later than the trigger)."""
+    with _watching_lock:
+        return JsonResponse({"watching": _watching.get(request.GET["token"], 0)})
+
+
+urlpatterns = [path("health", health), path("accepts", accepts), path("watch", watch),
+               path("watching", watching)]
 application = get_wsgi_application()

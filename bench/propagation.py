@@ -3,9 +3,15 @@
     .venv/bin/python bench/propagation.py                     # Keycloak logouts, 200 per feed, 8 services
     .venv/bin/python bench/propagation.py --quick             # 20 logouts per feed, 4 services
     .venv/bin/python bench/propagation.py --trigger rest      # REST revocations, tokens from a test issuer
+    .venv/bin/python bench/propagation.py --sweep             # REST, N = 2..24 services, Redis / stream / long-poll
+
+``--sweep`` runs the REST trigger at N = 2, 4, 8, 16 and 24 service processes on one provider process, for Redis,
+the HTTP feed's stream (``http``) and its long-poll (``http-poll``), 60 revocations per feed and N unless
+``--revocations`` says otherwise, and prints and plots (``bench/results/propagation_sweep.png``) the p99 and the
+provider's CPU per revocation (its process group's user + system time over the counted rounds) against N.
 
 Needs PostgreSQL and Redis (``bash scripts/services.sh start``; ``eval "$(bash scripts/services.sh env)"``).
-Per feed (``--feeds redis,http``) it starts ``--services`` DRF service processes with no database
+Per feed (``--feeds redis,http[,http-poll]``) it starts ``--services`` DRF service processes with no database
 (``bench/_propagation_service.py``, each under its own gunicorn), each with a ``RedisStore`` (``poll_when_silent``
 off: only Redis and the publisher keep it fresh) or an ``HttpFeedStore``.
 
@@ -62,9 +68,12 @@ REDIS_URL = os.environ.get("TOKENVERSION_TEST_REDIS_URL", "redis://127.0.0.1:563
 FEED_SECRET = "propagation-feed-secret-0123456789abcdef0123"
 KC_PASSWORD = "propagation-bench-password-0123456789"
 PYTHON = sys.executable
-TARGETS = {"redis": 0.100, "http": 1.0}
-LABELS = {"redis": "Redis", "http": "HTTP feed"}
-STACK_KIND = {"redis": "redis", "http": "feed"}  # the stack's name for each feed (Stack.remote_store_env)
+TARGETS = {"redis": 0.100, "http": 1.0, "http-poll": 1.0}
+LABELS = {"redis": "Redis", "http": "HTTP feed (stream)", "http-poll": "HTTP feed (long-poll)"}
+STACK_KIND = {"redis": "redis", "http": "feed", "http-poll": "feed"}  # the stack's name (Stack.remote_store_env)
+TRANSPORT = {"http": "stream", "http-poll": "poll"}  # HttpFeedStore's transport option per HTTP feed
+SWEEP = (2, 4, 8, 16, 24)
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -83,6 +92,7 @@ class FeedResult:
     unavailable: int = 0  # checks answered 503 (store not provably fresh) while watching
     elapsed: float = 0.0
     stats: list[Any] = field(default_factory=list)  # each service's /health at the end
+    provider_cpu: float = 0.0  # s of CPU used by the provider's processes during the counted rounds (REST)
 
 
 def get_json(url: str, headers: dict[str, str] | None = None, data: bytes | None = None,
@@ -165,7 +175,12 @@ def revoke_and_watch(services: list[str], token: str, trigger: Callable[[], None
     watchers = [threading.Thread(target=watch, args=(j, base), daemon=True) for j, base in enumerate(services)]
     for thread in watchers:
         thread.start()
-    time.sleep(0.03)  # the watchers are looping
+    deadline = time.monotonic() + 15
+    for base in services:  # every watch has made its first check (on a loaded host a request can start late)
+        while not get_json(f"{base}/watching?token={token}")[1].get("watching"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{base} did not start watching")
+            time.sleep(0.002)
     sent = time.monotonic()
     trigger()
     returned = time.monotonic()
@@ -201,6 +216,20 @@ def service_health(services: list[str]) -> list[Any]:
 # REST trigger ----------------------------------------------------------------------------------------------
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group ``pgid``: the provider's
+    gunicorn master and worker (started in a session of their own, so the group is theirs alone)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICK
+
+
 def admin_token(env: dict[str, str]) -> str:
     code = ("from django.contrib.auth import get_user_model\n"
             "from tokenversion_server.models import ApiKey\n"
@@ -214,60 +243,85 @@ def admin_token(env: dict[str, str]) -> str:
 
 def run_rest(args: argparse.Namespace) -> dict[str, FeedResult]:
     """The provider alone; tokens from a loopback JWKS issuer; revocations through the REST API."""
+    return run_rest_sweep(args, [args.services])[args.services]
+
+
+def run_rest_sweep(args: argparse.Namespace, counts: list[int]) -> dict[int, dict[str, FeedResult]]:
+    """``run_rest`` at each number of service processes in ``counts``, on one provider (threads for the
+    largest count: one per open stream or waiting long-poll, plus room for the REST and claims calls)."""
     from tests.jwks import JWKSServer
 
     run = uuid.uuid4().hex[:8]
     channel = f"tokenversion:propagation:{run}"  # private: nothing else publishes here
-    report: dict[str, FeedResult] = {}
+    sweep: dict[int, dict[str, FeedResult]] = {}
     with ExitStack() as stack:
         jwks = JWKSServer()
         stack.callback(jwks.close)
         signing_key, verify_key = generate_signing_key()  # this run's Redis signing key pair, never written down
+        # Threads: one per open stream or waiting long-poll, plus room for the REST and claims calls.
+        threads = 4 + 2 * max(counts)
         env = provider_env(REST_DATABASE_URL, TOKENVERSION_ISSUER=jwks.issuer, TOKENVERSION_FEED_SECRETS=FEED_SECRET,
                            TOKENVERSION_REDIS_URL=REDIS_URL, TOKENVERSION_REDIS_CHANNEL=channel,
-                           TOKENVERSION_FEED_SIGNING_KEY=signing_key)
+                           TOKENVERSION_FEED_SIGNING_KEY=signing_key,
+                           TOKENVERSION_FEED_MAX_STREAMS=str(max(counts) + 2))
         ensure_database(REST_DATABASE_URL)
         key = admin_token(env)
         port = free_port()
         provider = f"http://127.0.0.1:{port}"
-        stack.enter_context(process(gunicorn_args("provider.wsgi:application", port, 4 + 2 * args.services),
-                                    env, ready=provider, log_name="provider"))
-        for feed in args.feeds:
-            with ExitStack() as feed_stack:
-                if feed == "redis":
-                    feed_stack.enter_context(process([PYTHON, "manage.py", "tokenversion_publisher"], env,
-                                                     log_name="publisher"))
-                    store = "tokenversion.stores.redis.RedisStore"
-                    options = {"redis_url": REDIS_URL, "channel": channel, "poll_when_silent": False,
-                               "verify_keys": [verify_key]}
-                else:
-                    store, options = "tokenversion.stores.feed.HttpFeedStore", {}
-                options.update(feed_url=f"{provider}/tokenversion/feed", secret=FEED_SECRET)
-                services = start_services(feed_stack, feed, args.services, jwks.issuer, "tokenversion-api", store,
-                                          options)
-                result = report[feed] = FeedResult()
-                started = time.monotonic()
-                for i in range(args.warmup + args.count):
-                    subject = f"prop-{run}-{feed}-{i:04d}"
-                    claims_call(provider, {"sub": subject, "username": subject})
-                    token = jwks.mint(sub=subject, token_version=0, exp=int(time.time()) + 600)
-                    wait_accepted(services, token)
+        provider_proc = stack.enter_context(process(
+            gunicorn_args("provider.wsgi:application", port, threads), env, ready=provider,
+            log_name="provider"))
+        for count in counts:
+            report = sweep[count] = {}
+            for feed in args.feeds:
+                with ExitStack() as feed_stack:
+                    if feed == "redis":
+                        feed_stack.enter_context(process([PYTHON, "manage.py", "tokenversion_publisher"], env,
+                                                         log_name="publisher"))
+                        store = "tokenversion.stores.redis.RedisStore"
+                        options = {"redis_url": REDIS_URL, "channel": channel, "poll_when_silent": False,
+                                   "verify_keys": [verify_key]}
+                    else:
+                        store, options = "tokenversion.stores.feed.HttpFeedStore", {"transport": TRANSPORT[feed]}
+                    options.update(feed_url=f"{provider}/tokenversion/feed", secret=FEED_SECRET)
+                    services = start_services(feed_stack, feed, count, jwks.issuer, "tokenversion-api", store,
+                                              options)
+                    report[feed] = rest_rounds(args, feed, services, provider, key, jwks, run, count,
+                                               provider_proc.pid)
+    return sweep
 
-                    def revoke(subject: str = subject) -> None:
-                        status, body = get_json(
-                            f"{provider}/tokenversion/revocations",
-                            {"Authorization": f"Token {key}", "Content-Type": "application/json"},
-                            json.dumps({"scope": "user", "user": subject, "reason": "logout"}).encode())
-                        if status != 201:
-                            raise SystemExit(f"revocation failed: {status} {body}")
 
-                    target = result if i >= args.warmup else FeedResult()  # warm-up rounds are not counted
-                    revoke_and_watch(services, token, revoke, args.lost_after, target)
-                    if i >= args.warmup:
-                        progress(feed, i + 1 - args.warmup, args.count, result)
-                result.elapsed = time.monotonic() - started
-                result.stats = service_health(services)
-    return report
+def rest_rounds(args: argparse.Namespace, feed: str, services: list[str], provider: str, key: str, jwks: Any,
+                run: str, count: int, provider_pgid: int) -> FeedResult:
+    result = FeedResult()
+    started = time.monotonic()
+    cpu_before = 0.0
+    for i in range(args.warmup + args.count):
+        if i == args.warmup:
+            cpu_before = group_cpu(provider_pgid)
+        subject = f"prop-{run}-{feed}-{count}-{i:04d}"
+        claims_call(provider, {"sub": subject, "username": subject})
+        token = jwks.mint(sub=subject, token_version=0, exp=int(time.time()) + 600)
+        wait_accepted(services, token)
+
+        def revoke(subject: str = subject) -> None:
+            status, body = get_json(
+                f"{provider}/tokenversion/revocations",
+                {"Authorization": f"Token {key}", "Content-Type": "application/json"},
+                json.dumps({"scope": "user", "user": subject, "reason": "logout"}).encode())
+            if status != 201:
+                raise SystemExit(f"revocation failed: {status} {body}")
+
+        target = result if i >= args.warmup else FeedResult()  # warm-up rounds are not counted
+        revoke_and_watch(services, token, revoke, args.lost_after, target)
+        if i >= args.warmup:
+            progress(f"{feed} N={count}", i + 1 - args.warmup, args.count, result)
+    result.provider_cpu = group_cpu(provider_pgid) - cpu_before
+    print(f"  {feed} N={count}: p99 {ms(percentile(result.delays, 99))} ms, provider CPU "
+          f"{result.provider_cpu / args.count * 1000:.1f} ms per revocation", file=sys.stderr, flush=True)
+    result.elapsed = time.monotonic() - started
+    result.stats = service_health(services)
+    return result
 
 
 # Keycloak trigger ------------------------------------------------------------------------------------------
@@ -281,7 +335,9 @@ def run_keycloak(args: argparse.Namespace) -> dict[str, FeedResult]:
 
     # Threads per provider worker: one per waiting long-poll (HTTP-feed services), plus room for Keycloak's
     # claims and back-channel calls, so neither waits behind a long-poll.
-    config = StackConfig(database_url=KC_DATABASE_URL, redis_url=REDIS_URL, provider_threads=4 + 2 * args.services)
+    # Streams on (FEED_MAX_STREAMS), below the threads, so "http" measures the stream there too.
+    config = StackConfig(database_url=KC_DATABASE_URL, redis_url=REDIS_URL, provider_threads=4 + 2 * args.services,
+                         extra_provider_env={"TOKENVERSION_FEED_MAX_STREAMS": str(args.services + 2)})
     report: dict[str, FeedResult] = {}
     with ExitStack() as stack:
         kc = Stack(config)
@@ -301,6 +357,8 @@ def run_keycloak(args: argparse.Namespace) -> dict[str, FeedResult]:
                 store, options = env["TOKENVERSION_STORE"], json.loads(env["TOKENVERSION_STORE_OPTIONS"])
                 if feed == "redis":
                     options["poll_when_silent"] = False  # measure Redis alone, not an HTTP poll standing in for it
+                else:
+                    options["transport"] = TRANSPORT[feed]
                 services = start_services(feed_stack, feed, args.services, config.issuer, config.audience, store,
                                           options)
                 result = report[feed] = FeedResult()
@@ -366,6 +424,8 @@ def print_report(trigger: str, report: dict[str, FeedResult], args: argparse.Nam
         line = (f"{LABELS[feed]}: {r.elapsed:.0f} s; 1-min load during the run min/median/max "
                 f"{min(r.loads):.2f}/{statistics.median(r.loads):.2f}/{max(r.loads):.2f}; "
                 f"503 answers while watching {r.unavailable}")
+        if r.provider_cpu:
+            line += f"; provider CPU {r.provider_cpu / args.count * 1000:.1f} ms per revocation"
         if r.logins:
             line += f"; login (password grant) p50/p99 {ms(percentile(r.logins, 50))}/{ms(percentile(r.logins, 99))} ms"
         print(line)
@@ -402,6 +462,64 @@ def plot(trigger: str, report: dict[str, FeedResult], services: int, path: Path)
     save(fig, path)
 
 
+def print_sweep(sweep: dict[int, dict[str, FeedResult]], args: argparse.Namespace) -> None:
+    """p99 and provider CPU per revocation against the number of service processes, with the ratios the
+    issue's targets are about: CPU at N over CPU at the smallest N, HTTP p99 over Redis p99 at the same N."""
+    counts = sorted(sweep)
+    feeds = list(next(iter(sweep.values())))
+    print(f"\nSweep: REST revocation -> refusal by every one of N service processes, one provider process "
+          f"(gunicorn gthread x{4 + 2 * max(counts)}), {args.count} revocations per feed and N after "
+          f"{args.warmup} warm-up. CPU = the provider's processes (master + worker), user + system, during the "
+          f"counted rounds, divided by the revocations (it includes each round's claims call and REST call).\n")
+    print("| N | feed | samples | lost | p50 ms | p99 ms | p99 / Redis p99 | provider CPU ms / revocation | "
+          "CPU / CPU at N=" + str(counts[0]) + " | load (1 min) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for count in counts:
+        for feed in feeds:
+            r = sweep[count][feed]
+            p99 = percentile(r.delays, 99)
+            redis = sweep[count].get("redis")
+            ratio = f"{p99 / percentile(redis.delays, 99):.2f}" if redis and feed != "redis" else "-"
+            cpu = r.provider_cpu / args.count * 1000
+            base = sweep[counts[0]][feed].provider_cpu / args.count * 1000
+            print(f"| {count} | {LABELS[feed]} | {len(r.delays)} | {r.lost} | {ms(percentile(r.delays, 50))} | "
+                  f"{ms(p99)} | {ratio} | {cpu:.1f} | {cpu / base if base else float('nan'):.2f} | "
+                  f"{statistics.median(r.loads):.2f} |")
+    print()
+    for count in counts:
+        for feed in feeds:
+            r = sweep[count][feed]
+            keys = ("rounds", "streams", "frames", "feed_errors", "stale_refusals", "heartbeats")
+            totals = {k: sum(s["stats"].get(k, 0) for s in r.stats if isinstance(s, dict)) for k in keys}
+            print(f"N={count} {LABELS[feed]}: {r.elapsed:.0f} s, 503 while watching {r.unavailable}, "
+                  f"store stats {totals}")
+
+
+def plot_sweep(sweep: dict[int, dict[str, FeedResult]], args: argparse.Namespace, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    counts = sorted(sweep)
+    feeds = list(next(iter(sweep.values())))
+    colors = {"redis": "#c0392b", "http": "#2e6da4", "http-poll": "#7f8c8d"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for feed in feeds:
+        p99 = [percentile(sweep[n][feed].delays, 99) * 1000 for n in counts]
+        cpu = [sweep[n][feed].provider_cpu / args.count * 1000 for n in counts]
+        left.plot(counts, p99, "o-", color=colors[feed], label=LABELS[feed])
+        right.plot(counts, cpu, "o-", color=colors[feed], label=LABELS[feed])
+    left.set_ylabel("p99 revocation -> refusal (ms)")
+    right.set_ylabel("provider CPU per revocation (ms)")
+    for ax in (left, right):
+        ax.set_xlabel("service processes")
+        ax.set_xticks(counts)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"REST revocations, {args.count} per feed and N, one provider process, 2 shared cores "
+                 f"(load at the end {load()})", fontsize=9)
+    save(fig, path)
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
@@ -419,24 +537,42 @@ def main() -> None:
     parser.add_argument("--trigger", choices=("keycloak", "rest"), default="keycloak")
     parser.add_argument("--logouts", "--revocations", dest="count", type=int, help="per feed (default 200)")
     parser.add_argument("--services", type=int, help="service processes per feed (default 8)")
-    parser.add_argument("--feeds", default="redis,http", help="comma-separated: redis, http")
+    parser.add_argument("--feeds", help="comma-separated: redis, http (the stream), http-poll (long-poll); "
+                        "default redis,http (--sweep: redis,http,http-poll)")
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"REST trigger at N = {', '.join(map(str, SWEEP))} service processes: p99 and provider "
+                             "CPU per revocation against N (default 60 revocations per feed and N)")
     parser.add_argument("--warmup", type=int, default=3, help="uncounted rounds per feed first (cold JWKS caches)")
     parser.add_argument("--users", type=int, default=10, help="Keycloak users logged in and out in turn")
     parser.add_argument("--lost-after", type=float, default=5.0, help="seconds after which a refusal is lost")
     parser.add_argument("--quick", action="store_true", help="20 per feed, 4 services, plot in /tmp")
     parser.add_argument("--plot", type=Path, help="PNG path (default bench/results/propagation_<trigger>.png)")
     args = parser.parse_args()
-    args.count = args.count or (20 if args.quick else 200)
+    if args.sweep and args.trigger != "rest":
+        if "--trigger" in sys.argv:
+            parser.error("--sweep runs the REST trigger (Keycloak logins would dominate a 24-service round)")
+        args.trigger = "rest"
+    args.count = args.count or (20 if args.quick else 60 if args.sweep else 200)
     args.services = args.services or (4 if args.quick else 8)
-    args.feeds = [f.strip() for f in args.feeds.split(",") if f.strip()]
+    args.feeds = [f.strip() for f in (args.feeds or ("redis,http,http-poll" if args.sweep else "redis,http"))
+                  .split(",") if f.strip()]
     unknown = [f for f in args.feeds if f not in TARGETS]
     if unknown:
-        parser.error(f"unknown feed(s) {unknown}: use redis, http")
+        parser.error(f"unknown feed(s) {unknown}: use redis, http, http-poll")
     default_dir = Path("/tmp") if args.quick else RESULTS  # a quick check does not overwrite the committed plot
-    path = args.plot or default_dir / f"propagation_{args.trigger}.png"
+    path = args.plot or default_dir / ("propagation_sweep.png" if args.sweep else f"propagation_{args.trigger}.png")
 
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"uptime at start: {uptime()}")
+    if args.sweep:
+        counts = [2, 4] if args.quick else list(SWEEP)
+        print(f"sweep: N = {', '.join(map(str, counts))} service processes; {args.count} REST revocations per feed "
+              f"and N (+{args.warmup} warm-up); feeds {', '.join(args.feeds)}", flush=True)
+        sweep = run_rest_sweep(args, counts)
+        print(f"uptime at the end: {uptime()}")
+        print_sweep(sweep, args)
+        plot_sweep(sweep, args, path)
+        return
     print(f"trigger {args.trigger}; {args.services} service processes per feed; {args.count} per feed "
           f"(+{args.warmup} warm-up); feeds {', '.join(args.feeds)}", flush=True)
     report = run_keycloak(args) if args.trigger == "keycloak" else run_rest(args)

@@ -25,6 +25,8 @@ TOKENVERSION_SERVER = {
     "REDIS_CHANNEL": os.environ.get("TOKENVERSION_TEST_FEED_CHANNEL", "tokenversion:test"),
     "PUBLISH_INTERVAL": 0.05,
     "FEED_POLL_INTERVAL": 0.02,
+    # The test provider runs 16 threads (remote_helpers.gunicorn): streams on, with room for the other calls.
+    "FEED_MAX_STREAMS": int(os.environ.get("TOKENVERSION_TEST_FEED_MAX_STREAMS", "8")),
 }
 LOGGING = {
     "version": 1,

@@ -133,8 +133,8 @@ def test_printed_claims_request_and_documented_commands_work_verbatim(first_comm
         allowed = ("Keycloak session not ended",) if "--session" in command else ()
         stderr = [line for line in result.stderr.splitlines() if not any(a in line for a in allowed)]
         assert (result.returncode, stderr) == (0, []), f"{command}:\n{result.stdout}{result.stderr}"
-        if allowed:
-            assert len(result.stderr.splitlines()) == 1, result.stderr
+        if allowed:  # one line at most: with a Keycloak answering (no such session there), none
+            assert len(result.stderr.splitlines()) <= 1, result.stderr
         assert EXPECTED_OUTPUT[subcommand].search(result.stdout), f"{command}:\n{result.stdout}"
 
     # alice was revoked (README and docs/revocation.md each once): the mapper now embeds a newer version

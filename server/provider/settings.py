@@ -109,6 +109,7 @@ TOKENVERSION_SERVER = {
     # The revocation feed for services without this database, over HTTP and Redis (docs/scaling.md).
     "FEED_SECRETS": env_list("TOKENVERSION_FEED_SECRETS", []),
     "FEED_MAX_LONG_POLLS": int(env_str("TOKENVERSION_FEED_MAX_LONG_POLLS", "8")),
+    "FEED_MAX_STREAMS": int(env_str("TOKENVERSION_FEED_MAX_STREAMS", "0")),  # keep under gunicorn's --threads
     "REDIS_URL": env_str("TOKENVERSION_REDIS_URL"),
     # The Ed25519 key that signs Redis messages: a PEM file (preferred) or the PEM text itself. Only this
     # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).

@@ -69,6 +69,10 @@ class ServerSettings(Settings):
                                         "seconds between the long-poll watcher's looks at the audit trail")
     feed_max_long_polls: int = setting("FEED_MAX_LONG_POLLS", 8, integer(0),
                                        "long-polls that may wait at once per provider process")
+    feed_max_streams: int = setting("FEED_MAX_STREAMS", 0, integer(0),
+                                    "open /feed/stream responses per provider process; 0: streams off (501)")
+    feed_stream_max_age: float = setting("FEED_STREAM_MAX_AGE", 300.0, number(1),
+                                         "seconds a stream stays open before the service reconnects")
     redis_url: str | None = setting("REDIS_URL", None, optional_str, "where revocations are published on Redis")
     redis_channel: str = setting("REDIS_CHANNEL", "tokenversion:revocations", required_str,
                                  "the pub/sub channel")

@@ -1,11 +1,13 @@
 """The revocation feed over HTTP, for services that do not share the provider's database.
 
-Two ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``FEED_SECRETS``):
+Three ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``FEED_SECRETS``):
 
 - ``/tokenversion/feed/snapshot?since=<unix seconds>[&limit=n]``: every key revoked since ``since``, folded,
   and the cursor to continue from; more pages with ``?page=<next_page>``;
 - ``/tokenversion/feed/events?after=<cursor>[&from=<id>][&have=<id>][&wait=<s>][&limit=n]``: the audit rows
-  after the cursor, in id order, with long-poll (``wait``).
+  after the cursor, in id order, with long-poll (``wait``); the polls woken by one change share one read;
+- ``/tokenversion/feed/stream?after=<cursor>[&beat=<s>]``: the same answers as server-sent events on one
+  open response, one frame per change and at least one per ``beat`` (``fanout``).
 
 Protocol and proofs: ``feedlog`` (the settled horizon), ``core.feed_protocol`` (the cursor) and
 docs/scaling.md. In short, an events answer holds **every visible row with id > from** (up to ``limit``;
@@ -33,14 +35,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import DatabaseError, router, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from tokenversion.conf import get_settings
 from tokenversion.core.feed_protocol import Cursor, CursorError
 from tokenversion.core.revocation_map import parse_time
 from tokenversion_server.signals import revocation_committed
 
-from . import feedlog
+from . import fanout, feedlog
 from .conf import get_server_settings
 from .http import HttpError, json_response, machine_endpoint, require_secret
 from .models import RevocationEvent
@@ -213,25 +215,45 @@ def _events(started: float, cursor: Cursor, start: int, have: int, wait: float, 
     deadline = started + wait
     if wait > 0:
         watcher_for(using).wait(lambda stamp: stamp[1] > have or stamp[0] > cursor.safe, deadline)
-    horizon = feedlog.settle(using, max(deadline, time.monotonic() + SETTLE_MIN))
-    as_of = time.monotonic() - started
-    events = feedlog.read_events(using, start, limit + 1)
-    more = len(events) > limit
-    events = events[:limit]
-    new = cursor
-    if start == cursor.safe and horizon is not None:
-        bound = min(horizon, events[-1].id) if more else horizon
-        if bound > cursor.safe:
-            new = feedlog.cursor_at(using, bound)
-    return json_response({
-        "cursor": str(new),
-        "events": [e.to_wire() for e in events],
-        "last_id": events[-1].id if events else start,
-        "more": more,
-        "settled": horizon is not None,
-        "as_of": round(as_of, 6),
-        "server_time": time.time(),
-    })
+    # One read per position for every poll woken by the same change (fanout.SharedPages).
+    page = fanout.shared_pages.get(using, cursor, start, limit, started,
+                                   max(deadline, time.monotonic() + SETTLE_MIN))
+    return fanout.page_response(page, started)
+
+
+@feed_endpoint
+def stream_view(request: HttpRequest) -> HttpResponse:
+    """``/feed/stream?after=<cursor>[&beat=<s>]``: server-sent events, one frame per change and at least one
+    every ``beat`` seconds (default 0.5), each frame an events answer with its own ``as_of`` (``fanout``)."""
+    started = time.monotonic()
+    conf = get_server_settings()
+    if conf.feed_max_streams <= 0 or not request.META.get("wsgi.multithread"):
+        # An open stream holds a worker thread for minutes: only where threads were sized for it. The
+        # service long-polls /feed/events instead (a 501 tells it the stream is not offered here).
+        raise HttpError(501, "streams_disabled", "this provider does not serve feed streams (FEED_MAX_STREAMS "
+                                                 "is 0, or the server has no threads); long-poll /feed/events")
+    params = _params(request, {"after", "beat"})
+    if "after" not in params:
+        raise HttpError(400, "invalid_request", "after (a cursor from the snapshot or a previous answer) is required")
+    try:
+        cursor = Cursor.parse(params["after"])
+    except CursorError as exc:
+        raise HttpError(400, "invalid_cursor", str(exc)) from None
+    beat = _seconds(params, "beat", 0.5, conf.feed_max_wait)
+    if beat < 0.05:
+        raise HttpError(400, "invalid_request", "beat must be at least 0.05 seconds")
+    using = feed_using()
+    if not feedlog.cursor_is_valid(using, cursor, feedlog.allocated(using)):
+        raise HttpError(410, "cursor_expired", "this cursor does not belong to the provider's current data; "
+                                               "take a new snapshot")
+    if not fanout.stream_slots.acquire(conf.feed_max_streams):
+        raise HttpError(503, "busy", "too many open feed streams on this provider process; retry or long-poll",
+                        {"Retry-After": "1"})
+    response = StreamingHttpResponse(fanout.Stream(using, cursor, started, beat, conf.feed_stream_max_age),
+                                     content_type="text/event-stream")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each frame on at once
+    return response
 
 
 def _page_token(cursor: Cursor, since: float, scope: str, key: tuple[str, str]) -> str:

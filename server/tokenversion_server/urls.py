@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import views
-from .feed import events_view, snapshot_view
+from .feed import events_view, snapshot_view, stream_view
 from .metrics import feed_in_progress, timed_claims
 
 app_name = "tokenversion"
@@ -13,4 +13,5 @@ urlpatterns = [
     path("revocations", views.RevocationView.as_view(), name="revocations"),
     path("feed/snapshot", feed_in_progress("snapshot", snapshot_view), name="feed-snapshot"),
     path("feed/events", feed_in_progress("events", events_view), name="feed-events"),
+    path("feed/stream", feed_in_progress("stream", stream_view), name="feed-stream"),
 ]

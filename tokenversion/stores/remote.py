@@ -62,6 +62,19 @@ class CursorExpired(FeedError):
     """410: the cursor belongs to data the provider no longer has (restored database); take a snapshot."""
 
 
+class StreamUnsupported(FeedError):
+    """404 or 501 on ``/feed/stream``: a provider from before streams, or one that does not serve them
+    (``FEED_MAX_STREAMS`` 0); long-poll instead."""
+
+
+class StreamSilent(FeedError):
+    """The stream was opened but no frame arrived in time, though the provider sends one at once: most likely
+    a proxy that buffers responses. Long-poll instead."""
+
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect would carry the secret header to wherever it points: refuse it."""
 
@@ -128,6 +141,79 @@ class FeedClient:
             raise FeedError("feed moved the cursor backwards")
         return {"cursor": cursor, "events": events, "last_id": last_id, "more": more,
                 "as_of": _parse_seconds(data.get("as_of"))}
+
+
+    def stream(self, after: Cursor, beat: float) -> Iterator[dict[str, Any]]:
+        """``/feed/stream``: the frames of one open response (server-sent events), parsed and checked like
+        events answers, until the provider ends the stream (normal: it does so every few minutes).
+        ``as_of`` is None in a frame that proves nothing (a partial page). ``FeedError`` on anything else."""
+        query = urlencode({"after": str(after), "beat": f"{beat:.3f}"})
+        request = urllib.request.Request(f"{self.base}/stream?{query}",  # noqa: S310 (scheme checked)
+                                         headers={SECRET_HEADER: self.secret, "Accept": "text/event-stream"})
+        try:
+            # The read timeout covers the silence between frames: the provider sends one at least every beat.
+            response = self._opener.open(request, timeout=self.timeout + beat)
+        except urllib.error.HTTPError as exc:
+            code = _error_code(exc)
+            exc.close()
+            if exc.code == 410:
+                raise CursorExpired(f"feed answered 410 {code}") from None
+            if exc.code in (404, 501):  # a provider from before streams, or one that does not serve them
+                raise StreamUnsupported(f"feed answered {exc.code} {code} on /stream") from None
+            raise FeedError(f"feed stream answered {exc.code} {code}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise FeedError(f"feed unreachable: {type(exc).__name__}: {exc}") from None
+        with response:
+            if response.headers.get_content_type() != "text/event-stream":
+                raise FeedError("feed stream answer is not text/event-stream")
+            position = after
+            data: bytes | None = None
+            seen = 0
+            while True:
+                try:
+                    line = response.readline(MAX_FRAME_BYTES + 1)
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    if not seen:
+                        raise StreamSilent(f"feed stream opened but sent no frame ({type(exc).__name__}): "
+                                           "a proxy buffering it?") from None
+                    raise FeedError(f"feed stream cut: {type(exc).__name__}: {exc}") from None
+                if not line:
+                    return  # the provider ended the stream
+                if len(line) > MAX_FRAME_BYTES or not line.endswith(b"\n"):
+                    raise FeedError("feed stream frame too large or cut")
+                if line in (b"\n", b"\r\n"):
+                    if data is not None:
+                        frame = self._stream_frame(data, position)
+                        position = frame["cursor"]
+                        data = None
+                        seen += 1
+                        yield frame
+                elif line.startswith(b":"):
+                    continue  # a comment
+                elif line.startswith(b"data: ") and data is None:
+                    data = line[6:]
+                else:
+                    raise FeedError("feed stream is not one data line per event")
+
+    @staticmethod
+    def _stream_frame(raw: bytes, position: Cursor) -> dict[str, Any]:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise FeedError("feed stream frame is not JSON") from None
+        if not isinstance(data, dict):
+            raise FeedError("feed stream frame is not an object")
+        events = _parse_list(data.get("events"), require_id=True)
+        if any(e.id is None or e.id <= position.safe for e in events):
+            raise FeedError("feed stream sent an event at or below its position")
+        last_id, more, as_of = data.get("last_id"), data.get("more"), data.get("as_of")
+        if type(last_id) is not int or last_id < position.safe or type(more) is not bool:
+            raise FeedError("bad last_id or more")
+        cursor = _parse_cursor(data.get("cursor"))
+        if cursor.safe < position.safe:
+            raise FeedError("feed moved the cursor backwards")
+        return {"cursor": cursor, "events": events, "last_id": last_id, "more": more,
+                "as_of": None if as_of is None else _parse_seconds(as_of)}
 
 
 def _error_code(exc: urllib.error.HTTPError) -> str:
