@@ -26,7 +26,15 @@ from typing import Any
 import jwt
 
 from .errors import TokenExpired, TokenInvalid
-from .tokens import DecodeRules, audience_tuple, check_header, decode_verified, fetch_signing_key, key_id
+from .tokens import (
+    VERIFY_EVERYTHING,
+    DecodeRules,
+    audience_tuple,
+    check_header,
+    decode_verified,
+    fetch_signing_key,
+    key_id,
+)
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 4.1.9: "application/" is implied
@@ -78,16 +86,7 @@ class LogoutTokenValidator:
         self.policy = policy
         self.jwk_client = jwk_client
         self._rules = DecodeRules.from_options(
-            {
-                "require": ["iss", "aud", "iat", "exp", "jti"],
-                "verify_signature": True,
-                "verify_exp": True,
-                "verify_iat": True,
-                "verify_nbf": True,
-                "verify_iss": True,
-                "verify_aud": True,
-                "strict_aud": False,
-            },
+            {"require": ["iss", "aud", "iat", "exp", "jti"], **VERIFY_EVERYTHING},
             algorithms=policy.algorithms,
             audience=policy.audience,
             issuer=policy.issuer,

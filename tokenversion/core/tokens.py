@@ -130,6 +130,19 @@ def _b64url_segment(segment: bytes) -> bytes:
         raise _Malformed from None
 
 
+# The PyJWT options of every token this package validates (access and logout tokens): every check on, audience
+# matched as PyJWT's non-strict rule does; the required claims differ by token kind.
+VERIFY_EVERYTHING: Mapping[str, bool] = MappingProxyType({
+    "verify_signature": True,
+    "verify_exp": True,
+    "verify_iat": True,
+    "verify_nbf": True,
+    "verify_iss": True,
+    "verify_aud": True,
+    "strict_aud": False,
+})
+
+
 @dataclass(frozen=True)
 class DecodeRules:
     """What ``jwt.decode(raw, key, algorithms=..., audience=..., issuer=..., leeway=..., options=...)`` would
@@ -244,17 +257,7 @@ class AccessTokenValidator:
         # What jwt.decode would be asked to check, resolved once (iss and aud are required by PyJWT's rules
         # whenever issuer and audience are given).
         self._rules = DecodeRules.from_options(
-            {
-                "require": list(policy.required_claims),
-                "verify_signature": True,
-                "verify_exp": True,
-                "verify_iat": True,
-                "verify_nbf": True,
-                "verify_iss": True,
-                "verify_aud": True,
-                "strict_aud": False,
-                **policy.extra_options,
-            },
+            {"require": list(policy.required_claims), **VERIFY_EVERYTHING, **policy.extra_options},
             algorithms=policy.algorithms,
             audience=policy.audience,
             issuer=policy.issuer,
