@@ -109,6 +109,12 @@ def seconds_until_refused(stack, access_token: str, within: float = 3.0) -> floa
 LEEWAY = 5
 
 
+def next_second() -> None:
+    """Sleep into the next whole second: Keycloak's own not-before counts whole seconds, so a token issued in
+    the second of a Keycloak sign-out would survive it."""
+    time.sleep(1.05 - (time.time() % 1.0))
+
+
 def past_the_leeway() -> None:
     """Sleep until a login is accepted again after a revocation made before this call: the realm rule refuses
     every token whose whole-second ``iat`` is at most floor(T + LEEWAY)."""
