@@ -4,8 +4,9 @@ The doors: the DRF class, the plain-Django ``bearer_required`` decorator, ``Toke
 (site-wide, with the decorator on the view), Django Ninja's ``TokenVersionBearer``, and, with no Django in
 their path, FastAPI's ``TokenVersionBearer`` and Starlette's ``TokenVersionBackend`` (in process, through
 Starlette's ASGI test client, with a verifier built by ``standalone.make_verifier`` from plain values over
-the same store as the Django doors). All are thin adapters over ``core.verifier.Verifier``; this table is
-what keeps them one product. Real RSA keys served over loopback HTTP; real revocations in the database.
+the same store as the Django doors), and the forward-auth service for gateways (``tokenversion.forwardauth``,
+which answers 200 with identity headers and no body). All are thin adapters over ``core.verifier.Verifier``;
+this table is what keeps them one product. Real RSA keys served over loopback HTTP; real revocations in the database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.asgi_front_doors import fastapi_app, starlette_app
 from tests.conftest import database_down
 from tests.jwks import DROP, SigningKey
 from tokenversion.conf import get_settings
+from tokenversion.forwardauth import create_app
 from tokenversion.runtime import get_runtime
 from tokenversion.standalone import make_verifier
 from tokenversion_server import services
@@ -28,8 +30,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.f
 
 MIDDLEWARE = "tokenversion.middleware.TokenVersionMiddleware"
 DOORS = {"drf": "/drf/whoami", "decorator": "/plain/whoami", "middleware": "/plain/whoami",
-         "ninja": "/ninja/whoami", "fastapi": "/whoami", "starlette": "/whoami"}
-ASGI = {"fastapi": fastapi_app, "starlette": starlette_app}
+         "ninja": "/ninja/whoami", "fastapi": "/whoami", "starlette": "/whoami",
+         "forwardauth": "/any/path"}
+ASGI = {"fastapi": fastapi_app, "starlette": starlette_app, "forwardauth": create_app}
 SID = "c1d2e3f4-0000-4000-8000-000000000001"
 
 
@@ -124,8 +127,7 @@ def observed(response) -> tuple[int, str | None, str | None]:
     else:
         assert challenge.startswith('Bearer realm="api"'), challenge
         error = challenge.split('error="', 1)[1].split('"', 1)[0] if 'error="' in challenge else None
-    body = response.json()
-    code = body.get("code") if response.status_code != 200 else None
+    code = response.json().get("code") if response.status_code != 200 else None
     return response.status_code, code, error
 
 
@@ -138,7 +140,8 @@ def test_every_front_door_answers_the_same(client, settings, jwks_server, door, 
     response = request(client, door, header)
     status, code, error = observed(response)
     if case == "valid":
-        assert response.json()["sub"]
+        sub = response.headers["X-Auth-Subject"] if door == "forwardauth" else response.json()["sub"]
+        assert sub == jwt.decode(header.split()[1], options={"verify_signature": False})["sub"]
     expected_status, expected_code, expected_error = EXPECTED[case]
     # DRF's own "not authenticated" body has no code; the challenge and status are what RFC 6750 fixes.
     if expected_status == 401 and expected_code is None:
