@@ -28,6 +28,8 @@ ensure_chromium() {  # the admin's browser test (tests/test_admin_browser.py) dr
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 }
 ensure_chromium
+# The gateway test (tests/test_gateway_nginx.py) runs Debian's nginx as its own process, with its own config.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
 echo "== pytest on SQLite"
 TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"
