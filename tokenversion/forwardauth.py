@@ -29,6 +29,7 @@ from the environment, so they never show in ``ps``:
     TOKENVERSION_FEED_SECRET     one of the provider's FEED_SECRETS                        (environment only)
     TOKENVERSION_REDIS_URL       with it, RedisStore (and the feed as its fallback)         --redis-url
     TOKENVERSION_FEED_VERIFY_KEYS  the feed's Ed25519 public keys, comma-separated (Redis)  --feed-verify-keys
+    TOKENVERSION_REDIS_CHANNEL   the provider's REDIS_CHANNEL                               --redis-channel
     TOKENVERSION_MAX_STALENESS   seconds (default 1.0)                                      --max-staleness
     TOKENVERSION_MAX_TOKEN_LIFETIME  seconds (default 3600)                                 --max-token-lifetime
     TOKENVERSION_LEEWAY          seconds (default 5)                                        --leeway
@@ -132,6 +133,7 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> argpar
     parser.add_argument("--feed-url", default=env("TOKENVERSION_FEED_URL"))
     parser.add_argument("--redis-url", default=env("TOKENVERSION_REDIS_URL"))
     parser.add_argument("--feed-verify-keys", default=env("TOKENVERSION_FEED_VERIFY_KEYS"))
+    parser.add_argument("--redis-channel", default=env("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"))
     parser.add_argument("--max-staleness", type=float, default=float(env("TOKENVERSION_MAX_STALENESS", "1.0")))
     parser.add_argument("--max-token-lifetime", type=float,
                         default=float(env("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")))
@@ -155,7 +157,8 @@ def verifier_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Verif
                                "max_staleness": args.max_staleness}
     if args.redis_url:
         store = "tokenversion.stores.redis.RedisStore"
-        options.update(redis_url=args.redis_url, verify_keys=_list(args.feed_verify_keys))
+        options.update(redis_url=args.redis_url, verify_keys=_list(args.feed_verify_keys),
+                       channel=args.redis_channel)
     else:
         store = "tokenversion.stores.feed.HttpFeedStore"
     return make_verifier(issuer=args.issuer, audience=_list(args.audience), jwks_url=args.jwks_url or None,
