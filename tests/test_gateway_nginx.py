@@ -86,6 +86,20 @@ def get(url: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
         return exc.code, exc.headers, body
 
 
+def start_nginx(upstream_port: int, check_port: int, nginx_port: int) -> tuple[Process, Path]:
+    """nginx as our own process with the docs' server block (ports changed); its home holds pid, logs, temp."""
+    home = Path(tempfile.mkdtemp(prefix="tv-nginx-"))
+    (home / "tmp").mkdir()
+    server = (doc_server_block().replace("127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
+              .replace("127.0.0.1:9180", f"127.0.0.1:{check_port}")
+              .replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{nginx_port}"))
+    temp_paths = "".join(f"{kind}_temp_path {home}/tmp;\n" for kind in
+                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (home / "nginx.conf").write_text(f"daemon off;\npid {home}/nginx.pid;\nerror_log {home}/error.log;\n"
+                                     f"events {{}}\nhttp {{\naccess_log off;\n{temp_paths}{server}\n}}\n")
+    return Process("nginx", [nginx_binary(), "-c", str(home / "nginx.conf"), "-p", str(home)]).start(), home
+
+
 @pytest.fixture(scope="module")
 def gateway(django_db_setup, django_db_blocker, jwks_server):
     """The provider, the forward-auth service, the upstream and nginx; yields nginx's URL and the provider."""
@@ -99,16 +113,7 @@ def gateway(django_db_setup, django_db_blocker, jwks_server):
                                     "--issuer", jwks_server.issuer, "--audience", "tokenversion-api",
                                     "--feed-url", f"{provider.url}/tokenversion/feed", "--max-staleness", "1"],
                     {"TOKENVERSION_FEED_SECRET": FEED_SECRET}).start()
-    home = Path(tempfile.mkdtemp(prefix="tv-nginx-"))
-    (home / "tmp").mkdir()
-    server = (doc_server_block().replace("127.0.0.1:8000", f"127.0.0.1:{upstream.port}")
-              .replace("127.0.0.1:9180", f"127.0.0.1:{check_port}")
-              .replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{nginx_port}"))
-    temp_paths = "".join(f"{kind}_temp_path {home}/tmp;\n" for kind in
-                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (home / "nginx.conf").write_text(f"daemon off;\npid {home}/nginx.pid;\nerror_log {home}/error.log;\n"
-                                     f"events {{}}\nhttp {{\naccess_log off;\n{temp_paths}{server}\n}}\n")
-    nginx = Process("nginx", [nginx_binary(), "-c", str(home / "nginx.conf"), "-p", str(home)]).start()
+    nginx, home = start_nginx(upstream.port, check_port, nginx_port)
     url = f"http://127.0.0.1:{nginx_port}/orders?x=1"
 
     def serving() -> bool:
