@@ -107,10 +107,19 @@ EXPECTED = {
 def asgi_client(door: str) -> TestClient:
     """The ASGI door's app, its verifier made from the same values as the Django settings and sharing the
     Django doors' store (so the revocations made through ``services`` reach it the same way)."""
+    return TestClient(ASGI[door](verifier_like_the_settings()))
+
+
+def verifier_like_the_settings():
+    """A verifier from plain values, the same values the Django doors read from ``TOKENVERSION``, over the
+    Django doors' store."""
     conf = get_settings()
-    verifier = make_verifier(issuer=conf.issuer, audience=conf.audience, store=get_runtime().store,
-                             max_token_lifetime=conf.max_token_lifetime, leeway=conf.leeway)
-    return TestClient(ASGI[door](verifier))
+    return make_verifier(issuer=conf.issuer, audience=conf.audience, jwks_url=conf.jwks_url,
+                         algorithms=conf.algorithms, leeway=conf.leeway, max_token_lifetime=conf.max_token_lifetime,
+                         claim=conf.claim, require_version_claim=conf.require_version_claim,
+                         check_logout_time=conf.check_logout_time, roles_client=conf.roles_client,
+                         realm=conf.www_authenticate_realm, store=get_runtime().store,
+                         token_type=conf.token_type, max_token_bytes=conf.max_token_bytes)
 
 
 def request(client, door: str, header: str | None):
