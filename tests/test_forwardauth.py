@@ -42,6 +42,9 @@ def test_identity_headers_are_percent_encoded_and_roles_sorted():
     assert headers == {"X-Auth-Subject": "a1", "X-Auth-Username": "zo%C3%AB%2C%20admin%0D%0AX-Evil%3A%201",
                        "X-Auth-Roles": "a,b%2Cc", "X-Auth-Session": "s-1"}
     assert all(value.isascii() and value.isprintable() for value in headers.values())
+    bare = {"sub": "a2"}
+    assert identity_headers(bare, TokenUser(bare)) == {"X-Auth-Subject": "a2", "X-Auth-Username": "a2",
+                                                       "X-Auth-Roles": "", "X-Auth-Session": ""}
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -6,7 +6,8 @@ thin adapter over the core verifier (``core/verifier.py``), with its revocation 
 HTTP feed or Redis (no database), so it answers as every other front door:
 
 - a valid, unrevoked token: ``200`` with the identity headers ``X-Auth-Subject``, ``X-Auth-Username``,
-  ``X-Auth-Roles`` (comma-separated, sorted) and, when the token has one, ``X-Auth-Session``; each value is
+  ``X-Auth-Roles`` (comma-separated, sorted; empty without roles) and ``X-Auth-Session`` (the ``sid``;
+  empty without one), always all four; each value is
   percent-encoded (RFC 3986 unreserved characters kept), so a header never carries a byte a gateway or an
   upstream could misread;
 - no token, or a bad, expired or revoked one: ``401`` with the RFC 6750 challenge (``400`` for a malformed
@@ -73,15 +74,16 @@ def header_value(text: str) -> str:
 
 
 def identity_headers(claims: Mapping[str, Any], user: Any) -> dict[str, str]:
-    headers = {"X-Auth-Subject": header_value(claims["sub"])}
+    """Every identity header, always (empty when the token has no such value): a gateway that copies a header
+    the check did not send may pass the client's own, or worse (Caddy 2.6 sends its placeholder's name)."""
     username = getattr(user, "username", None)
-    if isinstance(username, str) and username:
-        headers["X-Auth-Username"] = header_value(username)
-    roles = getattr(user, "roles", ())
-    headers["X-Auth-Roles"] = ",".join(header_value(role) for role in sorted(roles))
-    if isinstance(claims.get("sid"), str):
-        headers["X-Auth-Session"] = header_value(claims["sid"])
-    return headers
+    sid = claims.get("sid")
+    return {
+        "X-Auth-Subject": header_value(claims["sub"]),
+        "X-Auth-Username": header_value(username) if isinstance(username, str) else "",
+        "X-Auth-Roles": ",".join(header_value(role) for role in sorted(getattr(user, "roles", ()))),
+        "X-Auth-Session": header_value(sid) if isinstance(sid, str) else "",
+    }
 
 
 def create_app(verifier: Verifier) -> Starlette:
