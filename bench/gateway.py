@@ -8,10 +8,15 @@ over loopback. wrk (one thread, ``--connections`` connections, closed loop) alte
 ``--rounds`` rounds of ``--duration`` seconds; each round's median latency is read from wrk's ``--latency``
 table, and the figure is the median over rounds of (checked - plain).
 
-Not measured here: nginx calling Keycloak's token introspection (it needs a running Keycloak, under the
-machine-wide lock, and a shim that turns introspection's ``{"active": false}`` into a 401).
+With ``--keycloak``, the end-to-end stack (``sample_service/stack.py``: a real Keycloak under the machine-wide
+lock, the provider) replaces the loopback issuer and provider, the token is a real Keycloak access token, and
+a third case is measured: nginx calling Keycloak's token introspection (RFC 7662, one POST per request, the
+confidential audience client's credentials, kept-alive connections). That case measures the cost only: nginx's
+``auth_request`` takes introspection's ``200 {"active": false}`` as a yes, so using it for real needs a shim
+(njs or a small service) that the figure does not include.
 
     .venv/bin/python bench/gateway.py                 # 5 rounds of 5 s, 1 connection (latency)
+    .venv/bin/python bench/gateway.py --keycloak      # also nginx + Keycloak introspection
     .venv/bin/python bench/gateway.py --connections 8 # throughput: the check is one Python process
     .venv/bin/python bench/gateway.py --quick         # 3 rounds of 3 s
 """
@@ -19,6 +24,8 @@ machine-wide lock, and a shim that turns introspection's ``{"active": false}`` i
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import os
 import re
 import shutil
@@ -65,6 +72,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keycloak", action="store_true", help="the real stack, and the introspection case")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 3, 3.0
@@ -72,22 +80,86 @@ def main() -> None:
     if not nginx_bin or not shutil.which("wrk"):
         raise SystemExit("needs nginx and wrk from Debian's packages: apt-get install -y nginx wrk")
 
+    with contextlib.ExitStack() as cleanup:
+        if args.keycloak:
+            issuer, audience, feed_url, feed_secret, token, introspection = keycloak_parts(cleanup)
+        else:
+            issuer, audience, feed_url, feed_secret, token = local_parts(cleanup)
+            introspection = None
+        measure(args, nginx_bin, issuer, audience, feed_url, feed_secret, token, introspection, cleanup)
+
+
+def local_parts(cleanup: contextlib.ExitStack) -> tuple[str, str, str, str, str]:
+    """The loopback issuer of the tests and a provider (gunicorn, SQLite) of our own."""
     home = Path(tempfile.mkdtemp(prefix="tv-bench-gateway-"))
     jwks = JWKSServer()
+    cleanup.callback(jwks.close)
     env = {"DJANGO_SETTINGS_MODULE": "tests.feed_settings", "TOKENVERSION_TEST_DB": "sqlite",
            "TOKENVERSION_TEST_SQLITE": str(home / "provider.sqlite3"), "TOKENVERSION_TEST_ISSUER": jwks.issuer,
            "PYTHONUNBUFFERED": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
     provider = WebProcess("provider", "provider.wsgi:application", env).start()
-    upstream_port, check_port, plain_port, checked_port = (free_port() for _ in range(4))
+    cleanup.callback(provider.kill)
+    token = jwks.mint(sub="5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c0ff")
+    return jwks.issuer, "tokenversion-api", f"{provider.url}/tokenversion/feed", FEED_SECRET, token
+
+
+def keycloak_parts(cleanup: contextlib.ExitStack) -> tuple[str, str, str, str, str, dict[str, str]]:
+    """The end-to-end stack (real Keycloak, under the machine-wide lock), a real user and access token."""
+    from sample_service.stack import Stack, StackConfig
+
+    stack = Stack(StackConfig(database_url="sqlite:////tmp/tokenversion-bench-gateway/provider.sqlite3"))
+    Path("/tmp/tokenversion-bench-gateway").mkdir(exist_ok=True)
+    cleanup.callback(stack.close)
+    stack.start()
+    config = stack.config
+    password = "bench-gateway-password-0123456789"
+    stack.ensure_user("bench-gateway", password)
+    token = stack.openid().token("bench-gateway", password)["access_token"]
+    admin = stack.keycloak_admin()
+    secret = admin.get_client_secrets(admin.get_client_id(config.audience))["value"]
+    introspection = {"host": f"127.0.0.1:{config.keycloak_port}",
+                     "path": f"/realms/{config.realm}/protocol/openid-connect/token/introspect",
+                     "basic": base64.b64encode(f"{config.audience}:{secret}".encode()).decode()}
+    return (config.issuer, config.audience, f"{config.provider_url}/tokenversion/feed", config.feed_secret, token,
+            introspection)
+
+
+def measure(args: argparse.Namespace, nginx_bin: str, issuer: str, audience: str, feed_url: str, feed_secret: str,
+            token: str, introspection: dict[str, str] | None, cleanup: contextlib.ExitStack) -> None:
+    home = Path(tempfile.mkdtemp(prefix="tv-bench-gateway-nginx-"))
+    upstream_port, check_port, plain_port, checked_port, introspected_port = (free_port() for _ in range(5))
     check = Process("forwardauth", [sys.executable, "-m", "tokenversion.forwardauth", "--port", str(check_port),
-                                    "--issuer", jwks.issuer, "--audience", "tokenversion-api",
-                                    "--feed-url", f"{provider.url}/tokenversion/feed"],
-                    {"TOKENVERSION_FEED_SECRET": FEED_SECRET}).start()
+                                    "--issuer", issuer, "--audience", audience, "--feed-url", feed_url],
+                    {"TOKENVERSION_FEED_SECRET": feed_secret}).start()
+    cleanup.callback(check.stop)
     (home / "tmp").mkdir()
     checked = (docs_server_block().replace("127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
                .replace("127.0.0.1:9180", f"127.0.0.1:{check_port}")
                .replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{checked_port}"))
+    introspected = ""
+    if introspection is not None:
+        introspected = f"""
+map $http_authorization $tv_bearer {{ "~^Bearer\\s+(?<t>\\S+)$" $t; default ""; }}
+upstream keycloak {{ server {introspection["host"]}; keepalive 16; }}
+server {{
+    listen 127.0.0.1:{introspected_port};
+    location / {{ auth_request /_introspect; proxy_pass http://orders; }}
+    location = /_introspect {{
+        internal;
+        proxy_method POST;
+        proxy_pass_request_headers off;
+        proxy_pass_request_body off;
+        proxy_set_header Host {introspection["host"]};
+        proxy_set_header Content-Type application/x-www-form-urlencoded;
+        proxy_set_header Authorization "Basic {introspection["basic"]}";
+        proxy_set_body "token=$tv_bearer";
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://keycloak{introspection["path"]};
+    }}
+}}
+"""
     temp_paths = "".join(f"{kind}_temp_path {home}/tmp;\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
                                                                            "scgi"))
     (home / "nginx.conf").write_text(
@@ -95,41 +167,46 @@ def main() -> None:
         f"http {{\naccess_log off;\n{temp_paths}"
         f"server {{ listen 127.0.0.1:{upstream_port}; location / {{ return 200 'ok'; }} }}\n"
         f"server {{ listen 127.0.0.1:{plain_port}; location / {{ proxy_pass http://orders; "
-        f"proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n{checked}\n}}\n")
+        f"proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n{checked}\n{introspected}}}\n")
     nginx = Process("nginx", [nginx_bin, "-c", str(home / "nginx.conf"), "-p", str(home)]).start()
-    try:
-        token = jwks.mint(sub="5b7f0b36-8d0e-4a35-9f49-7a5ad1b0c0ff")
-        plain_url, checked_url = f"http://127.0.0.1:{plain_port}/orders", f"http://127.0.0.1:{checked_port}/orders"
+    cleanup.callback(nginx.stop)
+    urls = {"nginx alone": f"http://127.0.0.1:{plain_port}/orders",
+            "nginx + tokenversion check": f"http://127.0.0.1:{checked_port}/orders"}
+    if introspection is not None:
+        urls["nginx + Keycloak introspection"] = f"http://127.0.0.1:{introspected_port}/orders"
 
-        def ok(url: str) -> bool:
-            try:
-                request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
+    def ok(url: str) -> bool:
+        try:
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
-        wait_until(lambda: ok(plain_url) and ok(checked_url), 60, interval=0.2, what="nginx and the check")
-        wrk_median_ms(checked_url, token, args.connections, 1.0)  # warm-up
-        rows: dict[str, list[tuple[float, float]]] = {"nginx alone": [], "nginx + tokenversion check": []}
-        for _ in range(args.rounds):
-            rows["nginx alone"].append(wrk_median_ms(plain_url, token, args.connections, args.duration))
-            rows["nginx + tokenversion check"].append(wrk_median_ms(checked_url, token, args.connections,
-                                                                    args.duration))
-        print(f"\n{args.rounds} rounds of {args.duration:g} s, wrk -t1 -c{args.connections}, medians over rounds")
-        print(f"{'case':<30}{'median latency':>16}{'requests/s':>14}")
-        for name, samples in rows.items():
-            print(f"{name:<30}{statistics.median(s[0] for s in samples):>13.3f} ms"
-                  f"{statistics.median(s[1] for s in samples):>14.0f}")
-        added = statistics.median(c[0] - p[0] for p, c in zip(rows["nginx alone"], rows["nginx + tokenversion check"],
-                                                              strict=True))
-        print(f"\nadded by the check at the median: {added:.3f} ms (target: at most 1 ms)")
-        print("nginx + Keycloak introspection: not measured (see the docstring)")
-    finally:
-        nginx.stop()
-        check.stop()
-        provider.kill()
-        jwks.close()
+    wait_until(lambda: all(ok(url) for url in urls.values()), 60, interval=0.2, what="nginx and the checks")
+    for url in urls.values():
+        wrk_median_ms(url, token, args.connections, 1.0)  # warm-up
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
+    for _ in range(args.rounds):
+        for name, url in urls.items():
+            rows[name].append(wrk_median_ms(url, token, args.connections, args.duration))
+    print(f"\n{args.rounds} rounds of {args.duration:g} s, wrk -t1 -c{args.connections}, medians over rounds")
+    print(f"{'case':<34}{'median latency':>16}{'requests/s':>14}")
+    for name, samples in rows.items():
+        print(f"{name:<34}{statistics.median(s[0] for s in samples):>13.3f} ms"
+              f"{statistics.median(s[1] for s in samples):>14.0f}")
+
+    def added(name: str) -> list[float]:
+        return [c[0] - p[0] for p, c in zip(rows["nginx alone"], rows[name], strict=True)]
+
+    check_added = statistics.median(added("nginx + tokenversion check"))
+    print(f"\nadded by the check at the median: {check_added:.3f} ms (target: at most 1 ms)")
+    if introspection is not None:
+        introspection_added = statistics.median(added("nginx + Keycloak introspection"))
+        print(f"added by Keycloak introspection at the median: {introspection_added:.3f} ms; "
+              f"the check is {introspection_added / check_added:.1f}x cheaper (target: at least 10x)")
+    else:
+        print("nginx + Keycloak introspection: not measured (run with --keycloak)")
 
 
 if __name__ == "__main__":
