@@ -9,11 +9,23 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import test_attack_corpus as corpus
+from tests.jwks import SigningKey
 from tests.test_front_doors import ASGI, DOORS, verifier_like_the_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 attacker, keys, ctx = corpus.attacker, corpus.keys, corpus.ctx  # the corpus's fixtures
+
+
+@pytest.fixture(autouse=True)
+def issuer_signs_with_key_1(jwks_server):
+    """The corpus assumes the issuer signs with kid ``key-1`` (its impostor and other-key cases do); a test
+    that ran before this module in the same session may have left a rotated key first in the issuer's set."""
+    saved = jwks_server.keys
+    if saved[0].kid != "key-1":
+        jwks_server.keys = [SigningKey("key-1")]
+    yield
+    jwks_server.keys = saved
 
 
 @pytest.mark.parametrize("door", list(ASGI))
