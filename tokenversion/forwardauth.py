@@ -64,7 +64,6 @@ from .standalone import make_verifier
 
 logger = logging.getLogger("tokenversion")
 
-IDENTITY_HEADERS = ("X-Auth-Subject", "X-Auth-Username", "X-Auth-Roles", "X-Auth-Session")
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
