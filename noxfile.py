@@ -53,8 +53,8 @@ LOWEST = ["djangorestframework==3.16.0", "pyjwt==2.15.1", "cryptography==42.0.0"
                                         (interpreter("3.12"), "6.1", [])],
                  ids=["django-5.2-lowest", "django-6.0", "django-6.1"])
 def service(session: nox.Session, django: str, pins: list[str]) -> None:
-    session.install("-e", ".[redis,ninja,metrics]", "-e", "./server", "pytest>=8", "pytest-django>=4.9",
-                    "hypothesis>=6.100", "requests>=2.32", f"django~={django}.0", *pins)
+    session.install("-e", ".[redis,drf,ninja,fastapi,metrics]", "-e", "./server", "pytest>=8", "pytest-django>=4.9",
+                    "hypothesis>=6.100", "requests>=2.32", "httpx>=0.27", f"django~={django}.0", *pins)
     session.run("python", "-c", "import cryptography, django, jwt, rest_framework; print('Django', "
                 "django.get_version(), '| DRF', rest_framework.VERSION, '| PyJWT', jwt.__version__, "
                 "'| cryptography', cryptography.__version__)")

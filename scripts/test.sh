@@ -39,6 +39,10 @@ ensure_prometheus() {  # the metrics test (tests/test_prometheus.py) scrapes wit
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 ensure_prometheus
+# The gateway tests (tests/test_gateway_nginx.py, test_gateway_caddy.py) run Debian's nginx and Caddy as their own
+# processes, with their own configs.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+command -v caddy >/dev/null || apt_install caddy
 echo "== pytest on SQLite"
 TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"

@@ -1,9 +1,12 @@
 """One table of tokens through every front door: each must give the same status, error code and challenge.
 
 The doors: the DRF class, the plain-Django ``bearer_required`` decorator, ``TokenVersionMiddleware``
-(site-wide, with the decorator on the view), and Django Ninja's ``TokenVersionBearer``. All are thin
-adapters over ``core.verifier.Verifier``; this table is what keeps them one product. Real RSA keys served
-over loopback HTTP; real revocations in the database.
+(site-wide, with the decorator on the view), Django Ninja's ``TokenVersionBearer``, and, with no Django in
+their path, FastAPI's ``TokenVersionBearer`` and Starlette's ``TokenVersionBackend`` (in process, through
+Starlette's ASGI test client, with a verifier built by ``standalone.make_verifier`` from plain values over
+the same store as the Django doors), and the forward-auth service for gateways (``tokenversion.forwardauth``,
+which answers 200 with identity headers and no body). All are thin adapters over ``core.verifier.Verifier``;
+this table is what keeps them one product. Real RSA keys served over loopback HTTP; real revocations in the database.
 """
 
 from __future__ import annotations
@@ -12,16 +15,24 @@ import uuid
 
 import jwt
 import pytest
+from starlette.testclient import TestClient
 
+from tests.asgi_front_doors import fastapi_app, starlette_app
 from tests.conftest import database_down
 from tests.jwks import DROP, SigningKey
+from tokenversion.conf import get_settings
+from tokenversion.forwardauth import create_app
+from tokenversion.runtime import get_runtime
+from tokenversion.standalone import make_verifier
 from tokenversion_server import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.front_doors_urls")]
 
 MIDDLEWARE = "tokenversion.middleware.TokenVersionMiddleware"
 DOORS = {"drf": "/drf/whoami", "decorator": "/plain/whoami", "middleware": "/plain/whoami",
-         "ninja": "/ninja/whoami"}
+         "ninja": "/ninja/whoami", "fastapi": "/whoami", "starlette": "/whoami",
+         "forwardauth": "/any/path"}
+ASGI = {"fastapi": fastapi_app, "starlette": starlette_app, "forwardauth": create_app}
 SID = "c1d2e3f4-0000-4000-8000-000000000001"
 
 
@@ -93,15 +104,39 @@ EXPECTED = {
 }
 
 
+def asgi_client(door: str) -> TestClient:
+    """The ASGI door's app, its verifier made from the same values as the Django settings and sharing the
+    Django doors' store (so the revocations made through ``services`` reach it the same way)."""
+    return TestClient(ASGI[door](verifier_like_the_settings()))
+
+
+def verifier_like_the_settings():
+    """A verifier from plain values, the same values the Django doors read from ``TOKENVERSION``, over the
+    Django doors' store."""
+    conf = get_settings()
+    return make_verifier(issuer=conf.issuer, audience=conf.audience, jwks_url=conf.jwks_url,
+                         algorithms=conf.algorithms, leeway=conf.leeway, max_token_lifetime=conf.max_token_lifetime,
+                         claim=conf.claim, require_version_claim=conf.require_version_claim,
+                         check_logout_time=conf.check_logout_time, roles_client=conf.roles_client,
+                         realm=conf.www_authenticate_realm, store=get_runtime().store,
+                         token_type=conf.token_type, max_token_bytes=conf.max_token_bytes)
+
+
+def request(client, door: str, header: str | None):
+    if door in ASGI:
+        with asgi_client(door) as asgi:
+            return asgi.get(DOORS[door], headers={"Authorization": header} if header is not None else {})
+    return client.get(DOORS[door], **({"HTTP_AUTHORIZATION": header} if header is not None else {}))
+
+
 def observed(response) -> tuple[int, str | None, str | None]:
-    challenge = response.get("WWW-Authenticate")
+    challenge = response.headers.get("WWW-Authenticate")
     if challenge is None:
         error = "-"
     else:
         assert challenge.startswith('Bearer realm="api"'), challenge
         error = challenge.split('error="', 1)[1].split('"', 1)[0] if 'error="' in challenge else None
-    body = response.json()
-    code = body.get("code") if response.status_code != 200 else None
+    code = response.json().get("code") if response.status_code != 200 else None
     return response.status_code, code, error
 
 
@@ -111,11 +146,11 @@ def test_every_front_door_answers_the_same(client, settings, jwks_server, door, 
     if door == "middleware":
         settings.MIDDLEWARE = [*settings.MIDDLEWARE, MIDDLEWARE]
     header = header_for(case, jwks_server)
-    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
-    response = client.get(DOORS[door], **extra)
+    response = request(client, door, header)
     status, code, error = observed(response)
     if case == "valid":
-        assert response.json()["sub"]
+        sub = response.headers["X-Auth-Subject"] if door == "forwardauth" else response.json()["sub"]
+        assert sub == jwt.decode(header.split()[1], options={"verify_signature": False})["sub"]
     expected_status, expected_code, expected_error = EXPECTED[case]
     # DRF's own "not authenticated" body has no code; the challenge and status are what RFC 6750 fixes.
     if expected_status == 401 and expected_code is None:
@@ -131,15 +166,14 @@ def test_every_front_door_refuses_with_503_when_the_store_is_down(client, settin
         settings.MIDDLEWARE = [*settings.MIDDLEWARE, MIDDLEWARE]
     token = jwks_server.mint(sub=str(uuid.uuid4()))
     with database_down():
-        response = client.get(DOORS[door], HTTP_AUTHORIZATION=f"Bearer {token}")
+        response = request(client, door, f"Bearer {token}")
     assert response.status_code == 503
     assert response.json()["code"] == "revocation_store_unavailable"
-    assert response["Retry-After"] == "1"
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_the_descriptions_match_too(client, jwks_server):
     token = jwks_server.mint(iat=1_000_000_000, exp=1_000_000_300)
-    answers = {door: client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}") for door, url in DOORS.items()
-               if door != "middleware"}
-    assert len({a["WWW-Authenticate"] for a in answers.values()}) == 1
+    answers = {door: request(client, door, f"Bearer {token}") for door in DOORS if door != "middleware"}
+    assert len({a.headers["WWW-Authenticate"] for a in answers.values()}) == 1
     assert len({a.json()["detail"] for a in answers.values()}) == 1
