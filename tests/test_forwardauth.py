@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.remote_helpers import ROOT
-from tokenversion.core.errors import ConfigurationError
+from tokenversion.core.errors import ConfigurationError, TokenRejected
 from tokenversion.forwardauth import identity_headers
 from tokenversion.standalone import make_verifier
 from tokenversion.users import TokenUser
@@ -67,3 +67,16 @@ def test_make_verifier_gives_the_store_the_service_values():
     assert verifier.validator.policy.jwks_url == "https://sso.example.com/realms/main/protocol/openid-connect/certs"
     assert (verifier.store.leeway, verifier.store.max_token_lifetime) == (2.0, 600.0)
     assert verifier.policy.max_token_lifetime == 600
+
+
+def test_make_verifier_takes_an_observer_that_hears_each_decision():
+    """The doors without Django count their decisions as the Django doors do with METRICS: through an observer
+    (e.g. tokenversion.metrics.ServiceMetrics' shape: a callable taking "accepted" or the refusal's code)."""
+    heard: list[str] = []
+    verifier = make_verifier(issuer="https://sso.example.com/realms/main", audience="api",
+                             store="tokenversion.stores.feed.HttpFeedStore", store_options=FEED,
+                             observer=heard.append)
+    with pytest.raises(TokenRejected):
+        verifier.authenticate("Bearer not.a.token")
+    assert heard == ["token_invalid"]
+    verifier.store.close()

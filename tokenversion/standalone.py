@@ -64,10 +64,12 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
                   require_version_claim: bool = True, check_logout_time: bool = False,
                   roles_client: str | None = None,
                   user_factory: Callable[[Mapping[str, Any]], Any] | None = None, realm: str = "api",
-                  **token_options: Any) -> Verifier:
+                  observer: Callable[[str], None] | None = None, **token_options: Any) -> Verifier:
     """One process's verifier. ``user_factory(claims)`` defaults to a ``TokenUser`` (roles from
     ``realm_access`` and, with ``roles_client``, that client's ``resource_access``). ``token_options`` are
-    the rest of ``TokenPolicy`` (``max_token_bytes``, ``jwks_lifespan``, ``jwks_timeout``, ...)."""
+    the rest of ``TokenPolicy`` (``max_token_bytes``, ``jwks_lifespan``, ``jwks_timeout``, ...). ``observer``
+    hears each decision (``"accepted"`` or the refusal's code), as ``TOKENVERSION["METRICS"]`` wires it for
+    the Django doors."""
     problems = []
     if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
         problems.append("issuer must be the realm's URL (the tokens' exact iss)")
@@ -89,4 +91,4 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
     if user_factory is None:
         def user_factory(claims: Mapping[str, Any]) -> TokenUser:
             return TokenUser(claims, roles_client)
-    return Verifier(AccessTokenValidator(policy), built, revocation, user_factory, realm=realm)
+    return Verifier(AccessTokenValidator(policy), built, revocation, user_factory, realm=realm, observer=observer)
