@@ -86,7 +86,7 @@ class Page:
 
 
 def build_page(using: str, cursor: Cursor, start: int, limit: int, settle_by: float) -> Page:
-    """One feed page: what ``events_view`` answered before pages were shared, computed the same way."""
+    """One feed page: what ``feed_events_view`` answered before pages were shared, computed the same way."""
     horizon = feedlog.settle(using, settle_by)
     read_at = time.monotonic()
     events = feedlog.read_events(using, start, limit + 1)

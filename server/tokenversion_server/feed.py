@@ -147,7 +147,7 @@ def snapshot_view(request: HttpRequest) -> HttpResponse:
 
 
 @feed_endpoint
-def events_view(request: HttpRequest) -> HttpResponse:
+def feed_events_view(request: HttpRequest) -> HttpResponse:
     started = time.monotonic()
     conf = get_server_settings()
     params = _params(request, {"after", "from", "have", "wait", "limit"})

@@ -272,13 +272,13 @@ def revoke_session_everywhere(
     if subject:
         check_identifier(subject, "subject")
     _check_reason(reason)
-    from . import keycloak  # python-keycloak is only needed here and in the admin actions
+    from . import keycloak_admin  # python-keycloak is only needed here and in the admin actions
 
     conf = get_settings()
     started = timezone.now()
     try:
-        found = keycloak.end_session(session_id)
-    except keycloak.KeycloakUnavailable as exc:
+        found = keycloak_admin.end_session(session_id)
+    except keycloak_admin.KeycloakUnavailable as exc:
         keep = max(get_server_settings().sso_session_max, conf.max_token_lifetime)
         state, detail = "not_ended", (
             f"Keycloak session not ended ({exc}): the revocation is kept for SSO_SESSION_MAX ({keep} s) instead "

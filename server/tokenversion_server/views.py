@@ -108,7 +108,7 @@ _EVENT_ID_TTL = dt.timedelta(days=1)
 
 
 @machine_endpoint
-def events_view(request: HttpRequest) -> HttpResponse:
+def keycloak_events_view(request: HttpRequest) -> HttpResponse:
     """``POST /tokenversion/events``: Keycloak events that back-channel logout does not deliver."""
     conf = get_server_settings()
     require_secret(request, conf.event_secrets)
@@ -347,7 +347,7 @@ class AsciiJSONRenderer(renderers.JSONRenderer):
 _REST_ERROR_CODES = {exceptions.ValidationError: "invalid_request", exceptions.ParseError: "invalid_request"}
 
 
-class RevocationView(APIView):
+class RevocationApiView(APIView):
     """``POST /tokenversion/revocations``: revoke a user, a session or the realm (SIEM, support tools).
 
     Callers authenticate with an API key (``Authorization: Token ...``, ``ApiKey``) or an admin session, and need the
