@@ -42,7 +42,6 @@ from django.db import DatabaseError, connections
 from tokenversion.conf import get_settings, on_reset
 from tokenversion.core.feed_protocol import Cursor, FeedKeyError, FeedSigner
 from tokenversion.core.revocation_map import FeedEvent
-from tokenversion_server.signals import revocation_committed
 
 from . import feedlog
 from .conf import get_server_settings
@@ -132,7 +131,8 @@ def event_of(record: Any) -> FeedEvent:
 
 
 def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
-    """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
+    """``revocation_committed`` receiver (connected in ``apps.ready``). Never raises: the revocation is committed
+    whatever happens here."""
     global _fast_client, _fast_paused_until
     conf, server = get_settings(), get_server_settings()
     if not server.redis_url or record is None:
@@ -154,10 +154,6 @@ def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
         _fast_paused_until = time.monotonic() + FAST_PATH_PAUSE
         logger.warning("fast-path publish of a revocation failed (%s); the publisher will certify it, "
                        "fast path paused for %.0f s", type(exc).__name__, FAST_PATH_PAUSE)
-
-
-def connect_fast_path() -> None:
-    revocation_committed.connect(publish_committed, dispatch_uid="tokenversion_server.publish.fast_path")
 
 
 # The certifying publisher.
