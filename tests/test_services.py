@@ -9,7 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tokenversion.core.revocation import is_identifier
 from tokenversion_server import services
 from tokenversion_server.models import (
     RealmRevocation,
@@ -168,3 +171,21 @@ def test_audit_rows_cannot_be_overwritten_by_reusing_an_id():
     with pytest.raises(IntegrityError), transaction.atomic():
         forged.save()
     assert RevocationEvent.objects.get().reason == "logout"
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
+       | st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}", fullmatch=True))
+@settings(max_examples=300, deadline=None)
+def test_every_identifier_the_provider_accepts_a_service_can_store(value):
+    """One rule where the provider writes (``services.is_valid_identifier``), a wider one where a service reads
+    (``core.revocation.is_identifier``): the first must stay inside the second, or the provider would record
+    revocations that no service could match against a token."""
+    if services.is_valid_identifier(value):
+        assert is_identifier(value)
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\n", "\nabc", "a" * 255 + "\n"])
+def test_line_breaks_are_not_identifiers(value):
+    assert not services.is_valid_identifier(value)
+    with pytest.raises(services.InvalidRequest):
+        services.check_identifier(value, "subject")

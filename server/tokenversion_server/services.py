@@ -35,7 +35,7 @@ logger = logging.getLogger("tokenversion.server")
 
 # Keycloak user ids are UUIDs, federated users look like "f:<provider>:<id>", and Keycloak 26 session ids are
 # 24 base64url characters, so about one in 32 starts with "-" or "_". Be strict, but not UUID-only.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}$")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}")
 
 
 class InvalidRequest(ValueError):
@@ -97,8 +97,23 @@ class Revocation:
     keycloak_detail: str = ""  # one sentence for the answer (REST field, CLI line, admin message, audit note)
 
 
+def is_valid_identifier(value: Any) -> bool:
+    """The provider's one rule for a subject, session id or Keycloak event id it accepts and writes (claims,
+    events, back-channel logout, REST API, admin, CLI): 1 to 255 ASCII letters, digits and ``. _ : @ -``, not
+    starting with ``.``, ``:`` or ``@``.
+
+    Stricter than ``tokenversion.core.revocation.is_identifier`` on purpose, and a subset of it (every identifier
+    valid here is valid there, ``tests/test_services.py``). The core's rule is the service side's: a service must
+    answer for any token its issuer signed, so it only refuses what could not be stored or queried (empty, too
+    long, control characters). The provider is where revocations are *written*: it refuses anything Keycloak does
+    not issue, so no odd string reaches the audit trail, the admin's URLs and messages, or a feed event.
+    """
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
 def check_identifier(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    """``value`` if ``is_valid_identifier``; otherwise ``InvalidRequest`` naming ``what`` (a 400 or a CLI error)."""
+    if not is_valid_identifier(value):
         raise InvalidRequest(f"{what} must be 1 to 255 characters of letters, digits and . _ : @ -")
     return value
 
