@@ -190,16 +190,14 @@ class RevocationApiView(APIView):
         else:
             actor = services.Actor.api(request.user)
         try:
+            subject = ""
             if data["scope"] == "user":
                 subject = services.find_subject(data["user"])
                 if subject is None:
                     raise exceptions.NotFound({"detail": "unknown user", "code": "unknown_user"})
-                rev = services.revoke_user(subject, reason=data["reason"], actor=actor, note=data["note"])
-            elif data["scope"] == "session":
-                rev = services.revoke_session_everywhere(data["session_id"], reason=data["reason"], actor=actor,
-                                                         note=data["note"])
-            else:
-                rev = services.revoke_realm(reason=data["reason"], actor=actor, note=data["note"])
+            rev = services.revoke(services.RevocationRequest(
+                data["scope"], actor, data["reason"], subject=subject,
+                session_id=data.get("session_id", "") if data["scope"] == "session" else "", note=data["note"]))
         except services.InvalidRequest as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return Response(revocation_payload(rev), status=201, headers={"Cache-Control": "no-store"})

@@ -91,14 +91,15 @@ def claims_view(request: HttpRequest) -> HttpResponse:
     return json_response({"sub": subject, "token_version": version})
 
 
-# Keycloak event types (docs/contract.md) -> what they revoke, and why.
+Scope = RevocationEvent.Scope
+# Keycloak event types (docs/contract.md) -> the scope they revoke, and why.
 _EVENT_ACTIONS: dict[str, tuple[str, str]] = {
-    "session.logout": ("revoke_session", Reason.LOGOUT),
-    "user.logout": ("revoke_user", Reason.LOGOUT),
-    "user.credentials_changed": ("revoke_user", Reason.PASSWORD_CHANGE),
-    "user.disabled": ("revoke_user", Reason.ADMIN),
-    "user.deleted": ("revoke_user", Reason.ADMIN),
-    "realm.logout_all": ("revoke_realm", Reason.ADMIN),
+    "session.logout": (Scope.SESSION, Reason.LOGOUT),
+    "user.logout": (Scope.USER, Reason.LOGOUT),
+    "user.credentials_changed": (Scope.USER, Reason.PASSWORD_CHANGE),
+    "user.disabled": (Scope.USER, Reason.ADMIN),
+    "user.deleted": (Scope.USER, Reason.ADMIN),
+    "realm.logout_all": (Scope.REALM, Reason.ADMIN),
 }
 # Event ids are remembered long enough to absorb any retry, then purged.
 _EVENT_ID_TTL = dt.timedelta(days=1)
@@ -115,26 +116,23 @@ def keycloak_events_view(request: HttpRequest) -> HttpResponse:
         raise HttpError(400, "unknown_event_type", f"type must be one of: {', '.join(_EVENT_ACTIONS)}")
     event_id = _identifier(data, "id")
     issuer = _issuer(data)
-    action, reason = _EVENT_ACTIONS[event_type]
+    scope, reason = _EVENT_ACTIONS[event_type]
+    action = f"revoke_{scope}"  # the answer's "action": revoke_user, revoke_session or revoke_realm
     keycloak_event = optional_string(data, "keycloak_event", 64)
     time_ms = data.get("time")
     if time_ms is not None and (type(time_ms) is not int or time_ms < 0):
         raise HttpError(400, "invalid_request", "time must be milliseconds since the epoch")
-    subject = _identifier(data, "user_id") if action == "revoke_user" or data.get("user_id") else ""
-    session_id = _identifier(data, "session_id") if action == "revoke_session" else ""
+    subject = _identifier(data, "user_id") if scope == Scope.USER or data.get("user_id") else ""
+    session_id = _identifier(data, "session_id") if scope == Scope.SESSION else ""
     actor = services.Actor.keycloak(f"{keycloak_event or event_type} {event_id}")
     note = f"Keycloak event {event_type}" + (f" ({keycloak_event})" if keycloak_event else "")
     with transaction.atomic():
         if not services.remember_once(SeenIdentifier.KIND_EVENT, event_id,
                                       timezone.now() + _EVENT_ID_TTL, issuer):
             return json_response({"status": "ok", "action": action, "duplicate": True})
-        if action == "revoke_user":
-            services.revoke_user(subject, reason=reason, actor=actor, issuer=issuer, note=note)
-        elif action == "revoke_session":
-            services.revoke_session(session_id, subject=subject, reason=reason, actor=actor,
-                                    issuer=issuer, note=note)
-        else:
-            services.revoke_realm(reason=reason, actor=actor, issuer=issuer, note=note)
+        # Keycloak has already ended a session it reports as logged out: no call back to end it.
+        services.revoke(services.RevocationRequest(scope, actor, reason, subject=subject, session_id=session_id,
+                                                   note=note, issuer=issuer, end_keycloak_session=False))
     return json_response({"status": "ok", "action": action, "duplicate": False})
 
 
@@ -181,14 +179,13 @@ def _backchannel_logout(request: HttpRequest) -> HttpResponse:
         if not services.remember_once(SeenIdentifier.KIND_LOGOUT_TOKEN, token.jti, replay_until, issuer):
             logger.warning("back-channel logout: replayed jti refused")
             raise HttpError(400, "invalid_request", "invalid logout token: jti already used (replay)")
-        if token.session_id:
-            action = "revoke_session"
-            rev = services.revoke_session(token.session_id, subject=token.subject or "", reason=Reason.LOGOUT,
-                                          actor=actor, issuer=issuer, note="OIDC back-channel logout")
-        else:
-            action = "revoke_user"
-            rev = services.revoke_user(token.subject, reason=Reason.LOGOUT, actor=actor, issuer=issuer,
-                                       note="OIDC back-channel logout (no sid)")
+        scope = Scope.SESSION if token.session_id else Scope.USER
+        note = "OIDC back-channel logout" if token.session_id else "OIDC back-channel logout (no sid)"
+        # Keycloak sends this once the session is over there: nothing to end in Keycloak.
+        rev = services.revoke(services.RevocationRequest(
+            scope, actor, Reason.LOGOUT, subject=token.subject or "", session_id=token.session_id or "", note=note,
+            issuer=issuer, end_keycloak_session=False))
+        action = f"revoke_{scope}"
     logger.info("back-channel logout: %s done (audit %s)", action, rev.audit_id)
     return json_response({"status": "ok", "action": action})
 

@@ -330,6 +330,43 @@ def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None
 
 
 @dataclass(frozen=True)
+class RevocationRequest:
+    """One revocation to make, whoever asks for it: the REST API, Keycloak's events, the CLI (``revoke``).
+
+    ``scope`` says which identifier counts: ``subject`` for ``user`` (a subject, already resolved from a
+    username or email by the caller, who answers "unknown user" its own way); ``session_id`` for ``session``
+    (``subject`` optional, kept in the audit row and the feed event); neither for ``realm``. ``revoke`` checks
+    the rest (identifiers, reason, issuer) before any write, as the ``revoke_*`` functions always did.
+    """
+
+    scope: str
+    actor: Actor
+    reason: str
+    subject: str = ""
+    session_id: str = ""
+    note: str = ""
+    issuer: str | None = None
+    # Session scope: a manual revocation ends the Keycloak session too (``revoke_session_everywhere``); a
+    # Keycloak event reports a session Keycloak has already ended, so it passes False.
+    end_keycloak_session: bool = True
+
+
+def revoke(request: RevocationRequest) -> Revocation:
+    """Make ``request``: the one dispatch of a revocation scope to ``revoke_user``, ``revoke_session`` (or
+    ``revoke_session_everywhere``) and ``revoke_realm``."""
+    if request.scope == Scope.USER:
+        return revoke_user(request.subject, reason=request.reason, actor=request.actor, issuer=request.issuer,
+                           note=request.note)
+    if request.scope == Scope.SESSION:
+        revoke_one = revoke_session_everywhere if request.end_keycloak_session else revoke_session
+        return revoke_one(request.session_id, subject=request.subject, reason=request.reason, actor=request.actor,
+                          issuer=request.issuer, note=request.note)
+    if request.scope == Scope.REALM:
+        return revoke_realm(reason=request.reason, actor=request.actor, issuer=request.issuer, note=request.note)
+    raise InvalidRequest(f"scope must be one of: {', '.join(Scope.values)}")
+
+
+@dataclass(frozen=True)
 class UserRead:
     """The columns of a provider's user row that a ``PROVISION_USER`` hook compares at every token issue.
 
