@@ -119,15 +119,9 @@ on_reset(_reset_fast_path)
 
 
 def event_of(record: Any) -> FeedEvent:
-    """The feed event for a ``services.Revocation``: the same data as its audit row."""
-    at = feedlog.microseconds(record.at) / 1e6
-    if record.scope == "user":
-        return FeedEvent("user", record.issuer, at, subject=record.subject, version=record.new_version or 0,
-                         id=record.audit_id)
-    if record.scope == "session":
-        return FeedEvent("session", record.issuer, at, subject=record.subject, session_id=record.session_id,
-                         id=record.audit_id)
-    return FeedEvent("realm", record.issuer, at, id=record.audit_id)
+    """The feed event for a ``services.Revocation``: the same event as its audit row's (``feedlog.feed_event``)."""
+    return feedlog.feed_event(record.scope, record.issuer, record.at, subject=record.subject,
+                              session_id=record.session_id, version=record.new_version, id=record.audit_id)
 
 
 def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
