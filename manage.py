@@ -115,7 +115,7 @@ def _keycloak_errors() -> tuple[type[BaseException], ...]:
     """Keycloak failures the commands did not already turn into a CommandError (one line too)."""
     found: list[type[BaseException]] = []
     try:
-        from tokenversion_server.keycloak import KeycloakUnavailable
+        from tokenversion_server.keycloak_admin import KeycloakUnavailable
 
         found.append(KeycloakUnavailable)
     except Exception:  # noqa: S110  (an app that cannot load: nothing of Keycloak's to catch)

@@ -249,3 +249,10 @@ def test_health_check_is_the_read_itself_and_a_dead_connection_is_replaced(clien
     assert connection.connection.info.backend_pid != old_pid
     assert KeycloakUser.objects.get(subject=SUB).email == "new@example.com"
     assert pings == []
+
+
+def test_a_subject_with_a_trailing_line_break_is_refused_and_not_stored(client):
+    """The provider's identifier rule matched ``^...$``, and ``$`` matches before a final "\\n": a subject the
+    services refuse as malformed (a control character) was stored and answered. It is a 400 now."""
+    assert_error(post(client, {"sub": SUB + "\n"}), 400, "invalid_request")
+    assert counts() == (0, 0, 0)

@@ -3,6 +3,7 @@ cursor, long-poll, and the out-of-order commit case that a naive "highest id see
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -16,6 +17,7 @@ from tokenversion.core.feed_protocol import Cursor
 from tokenversion.core.revocation_map import RevocationMap, parse_event
 from tokenversion_server import feed, feedlog, services
 from tokenversion_server.models import RevocationEvent
+from tokenversion_server.publish import event_of
 
 SECRET = "feed-secret-dddddddddddddddddddddddddddddddddddd"
 SNAPSHOT, EVENTS = "/tokenversion/feed/snapshot", "/tokenversion/feed/events"
@@ -134,8 +136,9 @@ def test_snapshot_folds_each_key_and_keeps_to_the_window(get):
                                    subject="dave", actor_type="system", reason="admin", new_version=9)
     body = snapshot(get)
     entries = [parse_event(e) for e in body["entries"]]
-    assert [(e.scope, e.subject or e.session_id, e.version) for e in entries] == [
+    assert [(e.scope, e.session_id if e.scope == "session" else e.subject, e.version) for e in entries] == [
         ("user", "alice", 3), ("user", "bob", 1), ("session", "sid-1", None), ("realm", "", None)]
+    assert entries[2].subject == "carol"  # as the events and Redis carry it (issue 10 item 5)
     latest = RevocationEvent.objects.filter(subject="alice").order_by("-id").first()
     assert entries[0].at == feedlog.microseconds(latest.created_at) / 1e6
     assert body["next_page"] is None and body["as_of"] >= 0
@@ -310,3 +313,22 @@ def test_settle_waits_only_for_audit_writers():
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.django_db
+def test_the_publisher_the_feed_and_the_snapshot_give_one_event_per_revocation(get):
+    """One revocation, one event: the Redis publisher's (from the committed ``Revocation``), the HTTP feed's
+    (from the audit row) and the snapshot's (folded, so without an id) agree field for field, the session
+    event's subject included (the snapshot used to drop it)."""
+    revs = [services.revoke_user("alice", reason="logout", actor=actor()),
+            services.revoke_session("sid-1", subject="alice", actor=actor()),
+            services.revoke_session("sid-2", actor=actor()),  # a session revoked by its id alone
+            services.revoke_realm(actor=actor())]
+    published = [event_of(rev) for rev in revs]
+    fed = [parse_event(e) for e in get(EVENTS, after="v1.0.0.0").json()["events"]]
+    snapshotted = [parse_event(e) for e in snapshot(get)["entries"]]
+    assert fed == published
+    assert snapshotted == [dataclasses.replace(event, id=None) for event in published]
+    assert [(e.scope, e.subject, e.session_id, e.version) for e in published] == [
+        ("user", "alice", "", 1), ("session", "alice", "sid-1", None), ("session", "", "sid-2", None),
+        ("realm", "", "", None)]

@@ -9,7 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tokenversion.core.revocation import is_identifier
 from tokenversion_server import services
 from tokenversion_server.models import (
     RealmRevocation,
@@ -168,3 +171,47 @@ def test_audit_rows_cannot_be_overwritten_by_reusing_an_id():
     with pytest.raises(IntegrityError), transaction.atomic():
         forged.save()
     assert RevocationEvent.objects.get().reason == "logout"
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
+       | st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}", fullmatch=True))
+@settings(max_examples=300, deadline=None)
+def test_every_identifier_the_provider_accepts_a_service_can_store(value):
+    """One rule where the provider writes (``services.is_valid_identifier``), a wider one where a service reads
+    (``core.revocation.is_identifier``): the first must stay inside the second, or the provider would record
+    revocations that no service could match against a token."""
+    if services.is_valid_identifier(value):
+        assert is_identifier(value)
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\n", "\nabc", "a" * 255 + "\n"])
+def test_line_breaks_are_not_identifiers(value):
+    assert not services.is_valid_identifier(value)
+    with pytest.raises(services.InvalidRequest):
+        services.check_identifier(value, "subject")
+
+
+@pytest.mark.django_db
+def test_one_request_type_dispatches_every_scope():
+    """``services.revoke`` is the one scope dispatch the REST API, Keycloak's events and the CLI share."""
+    user = services.revoke(services.RevocationRequest("user", actor(), "logout", subject=SUB, note="n"))
+    assert (user.scope, user.subject, user.new_version) == ("user", SUB, 1)
+    # A Keycloak event: the session is already over in Keycloak, so Keycloak is not asked to end it.
+    event = services.revoke(services.RevocationRequest("session", actor(), "logout", subject=SUB, session_id="s-1",
+                                                       end_keycloak_session=False))
+    assert (event.scope, event.subject, event.session_id, event.keycloak_session) == ("session", SUB, "s-1", "")
+    # A manual one asks Keycloak (not configured here: "not_ended", and the row is kept longer).
+    manual = services.revoke(services.RevocationRequest("session", actor(), "admin", session_id="s-2"))
+    assert (manual.session_id, manual.keycloak_session) == ("s-2", "not_ended")
+    realm = services.revoke(services.RevocationRequest("realm", actor(), "admin"))
+    assert realm.scope == "realm" and RealmRevocation.objects.count() == 1
+    assert list(RevocationEvent.objects.order_by("pk").values_list("scope", "note")) == [
+        ("user", "n"), ("session", ""), ("session", manual.keycloak_detail), ("realm", "")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scope", ["", "users", "everything", None])
+def test_a_request_of_no_known_scope_is_refused_before_any_write(scope):
+    with pytest.raises(services.InvalidRequest, match="scope must be one of"):
+        services.revoke(services.RevocationRequest(scope, actor(), "admin", subject=SUB, session_id="s-1"))
+    assert not RevocationEvent.objects.exists()

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.translation import ngettext
 
 from tokenversion.conf import get_settings
-from tokenversion_server import admin_pages, keycloak, services
+from tokenversion_server import admin_pages, keycloak_admin, services
 from tokenversion_server.conf import get_server_settings
 from tokenversion_server.models import SubjectVersion
 
@@ -151,15 +151,15 @@ def _confirmation_page(modeladmin, request, users, reason: str, label: str, form
 def _end_keycloak_sessions(users) -> tuple[dict[str, int], dict[str, str]]:
     """Sessions ended per subject, and why not for the others (empty when all were)."""
     try:
-        admin_client = keycloak.admin_client()
-    except keycloak.KeycloakUnavailable as exc:
+        admin_client = keycloak_admin.admin_client()
+    except keycloak_admin.KeycloakUnavailable as exc:
         return {}, {u.subject: str(exc) for u in users}
     ended: dict[str, int] = {}
     failures: dict[str, str] = {}
     for user in users:
         try:
-            ended[user.subject] = keycloak.end_user_sessions(user.subject, admin_client)
-        except keycloak.KeycloakUnavailable as exc:
+            ended[user.subject] = keycloak_admin.end_user_sessions(user.subject, admin_client)
+        except keycloak_admin.KeycloakUnavailable as exc:
             failures[user.subject] = str(exc)
     return ended, failures
 

@@ -20,7 +20,7 @@ from django.utils.translation import ngettext
 
 from tokenversion.conf import get_settings
 
-from . import keycloak
+from . import keycloak_admin
 
 CONFIRM_TEMPLATE = "admin/tokenversion_server/confirm_revocation.html"
 NOTE_MAX = 1000
@@ -129,7 +129,7 @@ class UserColumnMixin:
 class SessionsPreview:
     """The Keycloak sessions a revocation will end, per subject, or why none will be."""
 
-    by_subject: dict[str, list[keycloak.UserSession]] = field(default_factory=dict)
+    by_subject: dict[str, list[keycloak_admin.UserSession]] = field(default_factory=dict)
     unavailable: str = ""  # non-empty: no Keycloak session will be ended, and this says why
 
     @property
@@ -140,9 +140,9 @@ class SessionsPreview:
 def preview_sessions(subjects: Sequence[str]) -> SessionsPreview:
     """The sessions of ``subjects``; with none, it only finds out whether Keycloak's admin API answers."""
     try:
-        admin = keycloak.admin_client()
-        return SessionsPreview({s: keycloak.user_sessions(s, admin) for s in subjects})
-    except keycloak.KeycloakUnavailable as exc:
+        admin = keycloak_admin.admin_client()
+        return SessionsPreview({s: keycloak_admin.user_sessions(s, admin) for s in subjects})
+    except keycloak_admin.KeycloakUnavailable as exc:
         return SessionsPreview(unavailable=str(exc))
 
 

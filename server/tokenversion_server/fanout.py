@@ -50,7 +50,6 @@ from django.http import HttpResponse
 
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion.core.revocation_map import FeedEvent
-from tokenversion_server.signals import revocation_committed
 
 from . import feedlog
 from .conf import get_server_settings
@@ -86,7 +85,7 @@ class Page:
 
 
 def build_page(using: str, cursor: Cursor, start: int, limit: int, settle_by: float) -> Page:
-    """One feed page: what ``events_view`` answered before pages were shared, computed the same way."""
+    """One feed page: what ``feed_events_view`` answered before pages were shared, computed the same way."""
     horizon = feedlog.settle(using, settle_by)
     read_at = time.monotonic()
     events = feedlog.read_events(using, start, limit + 1)
@@ -344,8 +343,9 @@ def stop_broadcasters() -> None:
         broadcaster.stop()
 
 
-def _poke(record: Any = None, **_: Any) -> None:
-    """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
+def wake_streams(record: Any = None, **_: Any) -> None:
+    """``revocation_committed`` receiver (connected in ``apps.ready``). Never raises: the revocation is committed
+    whatever happens here."""
     if not _broadcasters:
         return
     try:
@@ -358,8 +358,6 @@ def _poke(record: Any = None, **_: Any) -> None:
     for broadcaster in list(_broadcasters.values()):
         broadcaster.poke(event)
 
-
-revocation_committed.connect(_poke, dispatch_uid="tokenversion_server.fanout.poke")
 
 
 class StreamSlots:

@@ -40,7 +40,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from tokenversion.conf import get_settings
 from tokenversion.core.feed_protocol import Cursor, CursorError
 from tokenversion.core.revocation_map import parse_time
-from tokenversion_server.signals import revocation_committed
 
 from . import fanout, feedlog
 from .conf import get_server_settings
@@ -147,7 +146,7 @@ def snapshot_view(request: HttpRequest) -> HttpResponse:
 
 
 @feed_endpoint
-def events_view(request: HttpRequest) -> HttpResponse:
+def feed_events_view(request: HttpRequest) -> HttpResponse:
     started = time.monotonic()
     conf = get_server_settings()
     params = _params(request, {"after", "from", "have", "wait", "limit"})
@@ -376,10 +375,9 @@ def stop_watchers() -> None:
         watcher.stop()
 
 
-def _poke(**_: Any) -> None:
-    """A revocation committed in this process: wake the long-polls now rather than at the next tick."""
+def wake_long_polls(**_: Any) -> None:
+    """``revocation_committed`` receiver (connected in ``apps.ready``): a revocation committed in this process
+    wakes the long-polls now rather than at the next tick. Nothing to do while no long-poll is waiting."""
     for watcher in list(_watchers.values()):
         watcher.poke()
 
-
-revocation_committed.connect(_poke, dispatch_uid="tokenversion_server.feed.poke")

@@ -142,14 +142,29 @@ def cursor_is_valid(using: str, cursor: Cursor, horizon: int) -> bool:
     return cursor_at(using, cursor.safe) == cursor
 
 
-def to_event(row: tuple[Any, ...]) -> FeedEvent:
-    event_id, scope, issuer, subject, session_id, version, created_at = row
-    at = microseconds(created_at) / 1e6
+def feed_event(scope: str, issuer: str, at: dt.datetime, *, subject: str | None = "", session_id: str | None = "",
+               version: int | None = None, id: int | None = None) -> FeedEvent:
+    """The one way a revocation becomes a feed event, whether it comes from a ``services.Revocation`` (the
+    Redis fast path, the stream's fast path: ``publish.event_of``), an audit row (the HTTP feed's events and the
+    certifying publisher: ``to_event``) or a folded snapshot row (``snapshot_page``, ``id`` None).
+
+    A user event carries the subject and its new version; a session event its session id and, when known, the
+    subject it belonged to (the audit trail has it; a service may log or index it, and a map that ignores it
+    loses nothing); a realm event neither. ``at`` is kept to the microsecond, as the audit row stores it.
+    """
+    seconds = microseconds(at) / 1e6
     if scope == RevocationEvent.Scope.USER:
-        return FeedEvent("user", issuer, at, subject=subject, version=int(version or 0), id=event_id)
+        return FeedEvent("user", issuer, seconds, subject=subject or "", version=int(version or 0), id=id)
     if scope == RevocationEvent.Scope.SESSION:
-        return FeedEvent("session", issuer, at, subject=subject, session_id=session_id, id=event_id)
-    return FeedEvent("realm", issuer, at, id=event_id)
+        return FeedEvent("session", issuer, seconds, subject=subject or "", session_id=session_id or "", id=id)
+    return FeedEvent("realm", issuer, seconds, id=id)
+
+
+def to_event(row: tuple[Any, ...]) -> FeedEvent:
+    """The feed event of an audit row read as ``_FIELDS``."""
+    event_id, scope, issuer, subject, session_id, version, created_at = row
+    return feed_event(scope, issuer, created_at, subject=subject, session_id=session_id, version=version,
+                      id=event_id)
 
 
 _FIELDS = ("id", "scope", "issuer", "subject", "session_id", "new_version", "created_at")
@@ -187,20 +202,18 @@ def snapshot_page(using: str, since: dt.datetime, scope: str, after: tuple[str, 
             issuer, key = after
             rows = rows.filter(Q(issuer__gt=issuer) | Q(issuer=issuer, **{f"{key_field}__gt": key})
                                if key_field else Q(issuer__gt=issuer))
-        rows = (rows.values(*group).annotate(version=Max("new_version"), at=Max("created_at"))
-                .order_by(*group)[: limit - len(entries) + 1])
+        # A session's subject: one per session id in practice; Max prefers a known one over "" (a session first
+        # revoked by its id alone, then reported by Keycloak with its user).
+        folded = {"version": Max("new_version"), "at": Max("created_at"),
+                  **({"session_subject": Max("subject")} if current == "session" else {})}
+        rows = rows.values(*group).annotate(**folded).order_by(*group)[: limit - len(entries) + 1]
         for row in rows:
             if len(entries) == limit:
                 last = entries[-1]
                 return entries, (last.scope, (last.issuer, _key(last)))
-            at = microseconds(row["at"]) / 1e6
-            if current == "user":
-                entries.append(FeedEvent("user", row["issuer"], at, subject=row["subject"],
-                                         version=int(row["version"] or 0)))
-            elif current == "session":
-                entries.append(FeedEvent("session", row["issuer"], at, session_id=row["session_id"]))
-            else:
-                entries.append(FeedEvent("realm", row["issuer"], at))
+            entries.append(feed_event(current, row["issuer"], row["at"],
+                                      subject=row.get("subject") or row.get("session_subject"),
+                                      session_id=row.get("session_id"), version=row["version"]))
     return entries, None
 
 

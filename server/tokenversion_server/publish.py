@@ -42,7 +42,6 @@ from django.db import DatabaseError, connections
 from tokenversion.conf import get_settings, on_reset
 from tokenversion.core.feed_protocol import Cursor, FeedKeyError, FeedSigner
 from tokenversion.core.revocation_map import FeedEvent
-from tokenversion_server.signals import revocation_committed
 
 from . import feedlog
 from .conf import get_server_settings
@@ -120,19 +119,14 @@ on_reset(_reset_fast_path)
 
 
 def event_of(record: Any) -> FeedEvent:
-    """The feed event for a ``services.Revocation``: the same data as its audit row."""
-    at = feedlog.microseconds(record.at) / 1e6
-    if record.scope == "user":
-        return FeedEvent("user", record.issuer, at, subject=record.subject, version=record.new_version or 0,
-                         id=record.audit_id)
-    if record.scope == "session":
-        return FeedEvent("session", record.issuer, at, subject=record.subject, session_id=record.session_id,
-                         id=record.audit_id)
-    return FeedEvent("realm", record.issuer, at, id=record.audit_id)
+    """The feed event for a ``services.Revocation``: the same event as its audit row's (``feedlog.feed_event``)."""
+    return feedlog.feed_event(record.scope, record.issuer, record.at, subject=record.subject,
+                              session_id=record.session_id, version=record.new_version, id=record.audit_id)
 
 
 def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
-    """``revocation_committed`` receiver. Never raises: the revocation is committed whatever happens here."""
+    """``revocation_committed`` receiver (connected in ``apps.ready``). Never raises: the revocation is committed
+    whatever happens here."""
     global _fast_client, _fast_paused_until
     conf, server = get_settings(), get_server_settings()
     if not server.redis_url or record is None:
@@ -154,10 +148,6 @@ def publish_committed(sender: Any = None, record: Any = None, **_: Any) -> None:
         _fast_paused_until = time.monotonic() + FAST_PATH_PAUSE
         logger.warning("fast-path publish of a revocation failed (%s); the publisher will certify it, "
                        "fast path paused for %.0f s", type(exc).__name__, FAST_PATH_PAUSE)
-
-
-def connect_fast_path() -> None:
-    revocation_committed.connect(publish_committed, dispatch_uid="tokenversion_server.publish.fast_path")
 
 
 # The certifying publisher.

@@ -35,7 +35,7 @@ logger = logging.getLogger("tokenversion.server")
 
 # Keycloak user ids are UUIDs, federated users look like "f:<provider>:<id>", and Keycloak 26 session ids are
 # 24 base64url characters, so about one in 32 starts with "-" or "_". Be strict, but not UUID-only.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}$")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:@-]{0,254}")
 
 
 class InvalidRequest(ValueError):
@@ -97,8 +97,23 @@ class Revocation:
     keycloak_detail: str = ""  # one sentence for the answer (REST field, CLI line, admin message, audit note)
 
 
+def is_valid_identifier(value: Any) -> bool:
+    """The provider's one rule for a subject, session id or Keycloak event id it accepts and writes (claims,
+    events, back-channel logout, REST API, admin, CLI): 1 to 255 ASCII letters, digits and ``. _ : @ -``, not
+    starting with ``.``, ``:`` or ``@``.
+
+    Stricter than ``tokenversion.core.revocation.is_identifier`` on purpose, and a subset of it (every identifier
+    valid here is valid there, ``tests/test_services.py``). The core's rule is the service side's: a service must
+    answer for any token its issuer signed, so it only refuses what could not be stored or queried (empty, too
+    long, control characters). The provider is where revocations are *written*: it refuses anything Keycloak does
+    not issue, so no odd string reaches the audit trail, the admin's URLs and messages, or a feed event.
+    """
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
 def check_identifier(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    """``value`` if ``is_valid_identifier``; otherwise ``InvalidRequest`` naming ``what`` (a 400 or a CLI error)."""
+    if not is_valid_identifier(value):
         raise InvalidRequest(f"{what} must be 1 to 255 characters of letters, digits and . _ : @ -")
     return value
 
@@ -272,13 +287,13 @@ def revoke_session_everywhere(
     if subject:
         check_identifier(subject, "subject")
     _check_reason(reason)
-    from . import keycloak  # python-keycloak is only needed here and in the admin actions
+    from . import keycloak_admin  # python-keycloak is only needed here and in the admin actions
 
     conf = get_settings()
     started = timezone.now()
     try:
-        found = keycloak.end_session(session_id)
-    except keycloak.KeycloakUnavailable as exc:
+        found = keycloak_admin.end_session(session_id)
+    except keycloak_admin.KeycloakUnavailable as exc:
         keep = max(get_server_settings().sso_session_max, conf.max_token_lifetime)
         state, detail = "not_ended", (
             f"Keycloak session not ended ({exc}): the revocation is kept for SSO_SESSION_MAX ({keep} s) instead "
@@ -312,6 +327,43 @@ def revoke_realm(*, actor: Actor, reason: str = Reason.ADMIN, issuer: str | None
         rev = Revocation(**{**rev.__dict__, "audit_id": audit.pk})
         _after_commit(rev, using)
     return rev
+
+
+@dataclass(frozen=True)
+class RevocationRequest:
+    """One revocation to make, whoever asks for it: the REST API, Keycloak's events, the CLI (``revoke``).
+
+    ``scope`` says which identifier counts: ``subject`` for ``user`` (a subject, already resolved from a
+    username or email by the caller, who answers "unknown user" its own way); ``session_id`` for ``session``
+    (``subject`` optional, kept in the audit row and the feed event); neither for ``realm``. ``revoke`` checks
+    the rest (identifiers, reason, issuer) before any write, as the ``revoke_*`` functions always did.
+    """
+
+    scope: str
+    actor: Actor
+    reason: str
+    subject: str = ""
+    session_id: str = ""
+    note: str = ""
+    issuer: str | None = None
+    # Session scope: a manual revocation ends the Keycloak session too (``revoke_session_everywhere``); a
+    # Keycloak event reports a session Keycloak has already ended, so it passes False.
+    end_keycloak_session: bool = True
+
+
+def revoke(request: RevocationRequest) -> Revocation:
+    """Make ``request``: the one dispatch of a revocation scope to ``revoke_user``, ``revoke_session`` (or
+    ``revoke_session_everywhere``) and ``revoke_realm``."""
+    if request.scope == Scope.USER:
+        return revoke_user(request.subject, reason=request.reason, actor=request.actor, issuer=request.issuer,
+                           note=request.note)
+    if request.scope == Scope.SESSION:
+        revoke_one = revoke_session_everywhere if request.end_keycloak_session else revoke_session
+        return revoke_one(request.session_id, subject=request.subject, reason=request.reason, actor=request.actor,
+                          issuer=request.issuer, note=request.note)
+    if request.scope == Scope.REALM:
+        return revoke_realm(reason=request.reason, actor=request.actor, issuer=request.issuer, note=request.note)
+    raise InvalidRequest(f"scope must be one of: {', '.join(Scope.values)}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 import jwt
 
 from .errors import TokenExpired, TokenInvalid
+from .revocation import MAX_IDENTIFIER_LENGTH
 from .tokens import (
     VERIFY_EVERYTHING,
     DecodeRules,
@@ -40,7 +41,6 @@ BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 4.1.9: "application/" is implied
 KEYCLOAK_PAYLOAD_TYPE = "Logout"
 
-_MAX_IDENTIFIER_LENGTH = 255
 # jti is stored and compared, never interpreted: visible ASCII only (no NUL, no control or odd characters).
 _JTI = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -169,6 +169,6 @@ def _optional_identifier(claims: Mapping[str, Any], name: str) -> str | None:
     if name not in claims:
         return None
     value = claims[name]
-    if not isinstance(value, str) or not value or len(value) > _MAX_IDENTIFIER_LENGTH:
+    if not isinstance(value, str) or not value or len(value) > MAX_IDENTIFIER_LENGTH:
         raise TokenInvalid(f"malformed {name} claim")
     return value

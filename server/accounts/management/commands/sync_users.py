@@ -7,7 +7,7 @@ from django.db import DatabaseError
 from keycloak.exceptions import KeycloakError
 
 from tokenversion.conf import get_settings
-from tokenversion_server.keycloak import KeycloakUnavailable, admin_client
+from tokenversion_server.keycloak_admin import KeycloakUnavailable, admin_client
 
 from ...models import KeycloakUser
 

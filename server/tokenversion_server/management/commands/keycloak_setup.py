@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tokenversion.conf import get_settings
 
 from ...conf import get_server_settings
-from ...keycloak import KeycloakUnavailable, RealmSetup, RealmSpec, admin_client, admin_settings
+from ...keycloak_admin import KeycloakUnavailable, RealmSetup, RealmSpec, admin_client, admin_settings
 
 
 class Command(BaseCommand):

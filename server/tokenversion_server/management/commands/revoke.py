@@ -9,6 +9,8 @@ from django.db import DatabaseError
 
 from ... import services
 
+Scope = services.Scope
+
 
 class Command(BaseCommand):
     help = "Revoke the tokens of a user, of one session, or of the whole realm."
@@ -28,16 +30,18 @@ class Command(BaseCommand):
             raise CommandError("give exactly one of: a user, --session SID, --all")
         actor = services.Actor.cli(_whoami())
         note = options["note"]
+        scope = Scope.REALM if options["all"] else Scope.SESSION if options["session"] else Scope.USER
         try:
-            if options["all"]:
-                if not options["yes"] and not self._confirm():
-                    raise CommandError("aborted: nothing was revoked")
-                rev = services.revoke_realm(actor=actor, reason=options["reason"] or services.Reason.ADMIN,
-                                            note=note)
+            if scope == Scope.REALM and not options["yes"] and not self._confirm():
+                raise CommandError("aborted: nothing was revoked")
+            subject = self._known_subject(options["user"]) if scope == Scope.USER else ""
+            default_reason = services.Reason.LOGOUT if scope == Scope.SESSION else services.Reason.ADMIN
+            rev = services.revoke(services.RevocationRequest(
+                scope, actor, options["reason"] or default_reason, subject=subject,
+                session_id=options["session"] or "", note=note))
+            if scope == Scope.REALM:
                 self.stdout.write(f"Revoked every token of {rev.issuer} issued until {rev.at.isoformat()}.")
-            elif options["session"]:
-                rev = services.revoke_session_everywhere(options["session"], actor=actor, note=note,
-                                                         reason=options["reason"] or services.Reason.LOGOUT)
+            elif scope == Scope.SESSION:
                 self.stdout.write(f"Revoked session {rev.session_id}.")
                 kept = f"Kept until {rev.kept_until.isoformat()}." if rev.kept_until else ""
                 line = f"{rev.keycloak_detail} {kept}".strip()
@@ -46,9 +50,6 @@ class Command(BaseCommand):
                 else:
                     self.stdout.write(line)
             else:
-                subject = self._known_subject(options["user"])
-                rev = services.revoke_user(subject, actor=actor, note=note,
-                                           reason=options["reason"] or services.Reason.ADMIN)
                 self.stdout.write(f"Revoked every token of {options['user']} ({subject}): "
                                   f"version {rev.old_version} -> {rev.new_version}.")
         except services.InvalidRequest as exc:
