@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -95,9 +96,12 @@ def check_report_options(url: Any, key: Any, interval: Any = 1.0, queue_size: An
 
 
 def store_name(store: Any) -> str:
-    """The contract's ``store``: ``database``, ``feed``, ``redis``, or a custom store's class name."""
+    """The contract's ``store``: ``database``, ``feed``, ``redis``, or a custom store's class name (lower case)."""
     name = type(store).__name__
-    return STORE_NAMES.get(name, name.lower()[:32] or "unknown")
+    if name in STORE_NAMES:
+        return STORE_NAMES[name]
+    name = name.lower().lstrip("_.-")[:32]
+    return name if _STORE.fullmatch(name) else "custom"
 
 
 def freshness_of(store: Any) -> tuple[float, float] | None:
@@ -173,11 +177,25 @@ def facts_from_meta(meta: Mapping[str, Any], trusted: Sequence[Network]) -> dict
 
 # The reporter.
 
+# The provider refuses a whole report over one bad member (docs/contract.md), and a refused report's uses are
+# lost: so every value is cut to its bound and cleaned to the form the provider takes before it is sent.
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_METHOD = re.compile(r"[A-Za-z-]{1,16}")
+_STORE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+
+
 def _text(value: Any, limit: int) -> str | None:
+    """Printable text of at most ``limit`` characters (control characters and lone surrogates replaced)."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
-    return text[:limit]
+    text = value if isinstance(value, str) else json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return _UNSENDABLE.sub("?", text[:limit]) or None
+
+
+def _address(value: Any) -> str | None:
+    """An IP address, or nothing (a test client's "testclient", a Unix socket's empty peer)."""
+    address = _ip(value) if isinstance(value, str) else None
+    return str(address) if address is not None else None
 
 
 def _count_value(counter: itertools.count) -> int:
@@ -320,7 +338,10 @@ class Reporter:
         last = self._points[-1] if self._points else self._last_point
         if last is not None and point[0] <= last[0]:
             return
-        self._points.append(point)
+        as_of, reached_at = point
+        if last is not None:  # a wall-clock step back must not break the order the provider requires
+            reached_at = max(reached_at, last[1])
+        self._points.append((min(as_of, reached_at), reached_at))
         if len(self._points) > MAX_FRESHNESS_POINTS:
             self._thin()
 
@@ -365,8 +386,9 @@ class Reporter:
                 "sub": _text(claims.get("sub"), MAX_IDENTIFIER), "sid": _text(claims.get("sid"), MAX_IDENTIFIER),
                 "jti": _text(claims.get("jti"), MAX_IDENTIFIER),
                 "token_version": version if type(version) is int else None, "hit": hit,
-                "client_address": _text(address, 64), "user_agent": _text(agent, MAX_USER_AGENT),
-                "method": _text(method, MAX_METHOD), "path": _text(path, MAX_PATH)}
+                "client_address": _address(address), "user_agent": _text(agent, MAX_USER_AGENT),
+                "method": method if isinstance(method, str) and _METHOD.fullmatch(method) else None,
+                "path": _text(path, MAX_PATH)}
 
     def _send(self, timeout: float) -> str:
         """POST one report: ``sent``, ``retry`` (kept for the next try) or ``refused`` (its uses dropped)."""
