@@ -233,6 +233,10 @@ PROVIDER_KEYS = frozenset({
     "FEED_SECRETS", "FEED_SIGNING_KEY", "FEED_MAX_WAIT", "FEED_PAGE_SIZE", "FEED_POLL_INTERVAL",
     "FEED_MAX_LONG_POLLS", "FEED_MAX_STREAMS", "FEED_STREAM_MAX_AGE", "REDIS_URL", "REDIS_CHANNEL",
     "PUBLISH_INTERVAL",
+    # Service reports (issue 14): provider-only keys from the start, listed so no service table takes them.
+    "SERVICE_LIVE_WINDOW", "SERVICE_FORGET_AFTER", "REPORTS_PER_MINUTE_PER_INSTANCE",
+    "REPORTS_PER_MINUTE_PER_SERVICE", "ENFORCEMENT_RETENTION", "SECURITY_WEBHOOK_URL", "SECURITY_WEBHOOK_SECRET",
+    "SECURITY_WEBHOOK_QUEUE_SIZE", "SECURITY_WEBHOOK_TIMEOUT",
 })
 
 # Stores that moved; the old path keeps working for one release, with check tokenversion.W012.
