@@ -442,3 +442,46 @@ def test_free_text_is_stored_as_data(client, issuer, key, label):
     assert post(client, key, report(issuer.issuer, uses=[a_use(issuer.issuer, user_agent=value)])).status_code == 202
     assert RevokedTokenUse.objects.get().user_agent == value
     assert set(counts())
+
+
+def test_purge_drops_old_points_and_gone_processes_but_keeps_those_security_events_name(client, issuer, key,
+                                                                                       settings):
+    event = _revoke_user()
+    t = event.created_at.timestamp()
+    for pid in (1, 2):
+        uses = [a_use(issuer.issuer)] if pid == 2 else []
+        assert post(client, key, report(issuer.issuer, pid=pid, uses=uses,
+                                        freshness=[{"as_of": t + 0.01, "reached_at": t + 0.02}])).status_code == 202
+    assert FreshnessPoint.objects.count() == 2
+    later = timezone.now() + dt.timedelta(days=8)  # past ENFORCEMENT_RETENTION (7 days)
+    from tokenversion_server.enforcement import purge
+
+    assert purge(later) == {"points": 2, "instances": 1}
+    assert list(ServiceInstance.objects.values_list("pid", flat=True)) == [2]  # named by a revoked-token use
+    assert RevokedTokenUse.objects.count() == 1
+    out = io.StringIO()
+    call_command("purge_revocations", stdout=out)
+    assert out.getvalue().startswith("Purged 0 session revocation(s)")
+
+
+@pytest.mark.postgres
+def test_revoked_token_uses_are_append_only_in_sql_too(client, issuer, key):
+    from django.db import connection, transaction
+    from django.db.utils import IntegrityError, InternalError
+
+    if connection.vendor != "postgresql":
+        pytest.fail("run with TOKENVERSION_TEST_DB=postgres")
+    assert post(client, key, report(issuer.issuer, uses=[a_use(issuer.issuer)])).status_code == 202
+    table = RevokedTokenUse._meta.db_table
+    for sql in (f"UPDATE {table} SET subject = 'x'", f"DELETE FROM {table}"):
+        with pytest.raises((IntegrityError, InternalError)), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql)
+    assert RevokedTokenUse.objects.get().subject == SUB
+
+
+def test_a_database_outage_is_503_never_500(client, issuer, key):
+    from tests.conftest import database_down
+
+    with database_down():
+        response = post(client, key, report(issuer.issuer))
+    assert response.status_code == 503 and response["Retry-After"] == "1"

@@ -149,3 +149,24 @@ def state_of(instance: ServiceInstance, latest: dt.datetime | None, now: dt.date
     if latest is not None and (instance.last_as_of is None or instance.last_as_of < latest):
         return "behind"
     return "live"
+
+
+def purge(now: dt.datetime | None = None) -> dict[str, int]:
+    """Drop what no enforcement answer needs any more: freshness points older than ``ENFORCEMENT_RETENTION``,
+    and processes silent for longer than that (and than ``SERVICE_FORGET_AFTER``) that no revoked-token use
+    names (those stay: the security events keep their process)."""
+    from .models import RevokedTokenUse
+
+    conf = get_server_settings()
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=conf.enforcement_retention)
+    points, _ = FreshnessPoint.objects.filter(reached_at__lt=cutoff).delete()
+    gone = now - dt.timedelta(seconds=max(conf.enforcement_retention, conf.service_forget_after))
+    named = RevokedTokenUse.objects.filter(instance__isnull=False).values("instance")
+    instances = ServiceInstance.objects.filter(last_report_at__lt=gone).exclude(pk__in=named)
+    removed = 0
+    for instance in instances.iterator():
+        FreshnessPoint.objects.filter(instance=instance).delete()
+        instance.delete()
+        removed += 1
+    return {"points": points, "instances": removed}

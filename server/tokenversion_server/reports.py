@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -178,7 +178,7 @@ def parse_report(data: dict[str, Any], now: float) -> Report:
             "path": _text(use, "path", where, 512),
         })
 
-    dropped = _object(data.get("dropped", {}), "dropped")
+    dropped = _object(data.get("dropped") or {}, "dropped")
     return Report(
         host=host, pid=pid, started_at=_utc(started_at), store=store, points=points, uses=uses,
         dropped_uses=_count(dropped, "uses", "dropped", 0, 10**12, required=False) or 0,
@@ -343,6 +343,9 @@ def reports_view(request: HttpRequest) -> HttpResponse:
             raise _refuse("body is not valid JSON (or repeats a key, or has NaN or Infinity)") from None
         report = parse_report(_object(data, "body"), time.time())
         done = ingest(credential.name, report, _client_address(request), conf.reports_per_minute_per_instance)
+    except DatabaseError:
+        metrics.REPORTS.labels("503").inc()
+        raise  # machine_endpoint: 503 with Retry-After
     except HttpError as exc:
         metrics.REPORTS.labels(str(exc.status)).inc()
         # The contract's error body: error and error_description (detail too, as the other endpoints have).
