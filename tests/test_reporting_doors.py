@@ -147,3 +147,43 @@ def test_the_accepted_path_sends_nothing_per_request(client, jwks_server, report
     assert len(reporting.received) <= elapsed / 0.2 + 3
     assert reporting.uses() == []
     assert all(report["instance"]["store"] == "database" and report["freshness"] for report in reporting.reports)
+
+
+def test_the_reporter_s_figures_reach_the_service_metrics(client, jwks_server, recorder, tv_settings):
+    """METRICS on: reports sent and failed, uses sent and dropped, and the queue, as a scrape reads them."""
+    from prometheus_client import REGISTRY
+
+    from tokenversion.metrics import current_observer
+
+    def value(name: str) -> float:
+        current_observer().sync()  # what a scrape does first
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    tv_settings(REPORT_URL=recorder.url, REPORT_KEY=KEY, REPORT_INTERVAL=0.2, REPORT_QUEUE_SIZE=1, METRICS=True)
+    token = jwks_server.mint(sub=str(uuid.uuid4()))
+    assert client.get(DOORS["drf"], HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    names = ["tokenversion_reports_sent_total", "tokenversion_reports_failed_total",
+             "tokenversion_report_uses_sent_total", "tokenversion_report_uses_dropped_total"]
+    before = {name: value(name) for name in names}
+    recorder.stop()  # the provider unreachable: the queue (one use) fills, the rest is dropped
+    subs = []
+    for _ in range(3):
+        sub, revoked = revoked_token(jwks_server)
+        subs.append(sub)
+        assert ask(client, "drf", revoked, recorder).status_code == 401
+    reporter = get_runtime().reporter
+    assert reporter.queue_length == 1
+    assert value("tokenversion_report_uses_dropped_total") - before["tokenversion_report_uses_dropped_total"] == 2
+    assert value("tokenversion_report_queue_length") == 1
+    deadline = time.monotonic() + 5
+    while value("tokenversion_reports_failed_total") == before["tokenversion_reports_failed_total"]:
+        assert time.monotonic() < deadline, "no failed report counted"
+        time.sleep(0.05)
+    recorder.start()
+    assert one_use(recorder, subs[0])["client_address"] == CLIENT
+    deadline = time.monotonic() + 5
+    while value("tokenversion_report_uses_sent_total") - before["tokenversion_report_uses_sent_total"] != 1:
+        assert time.monotonic() < deadline, "the delivered use is not counted"
+        time.sleep(0.05)
+    assert value("tokenversion_reports_sent_total") > before["tokenversion_reports_sent_total"]
+    assert value("tokenversion_report_queue_length") == 0
