@@ -469,10 +469,10 @@ def _register_exit_flush() -> None:
     global _exit_registered
     if not _exit_registered:
         _exit_registered = True
-        atexit.register(_flush_at_exit)
+        atexit.register(flush_at_exit)
 
 
-def _flush_at_exit() -> None:
+def flush_at_exit() -> None:
     """At interpreter exit: each running reporter sends its last report, all within ``SHUTDOWN_BOUND``."""
     deadline = time.monotonic() + SHUTDOWN_BOUND
     for reporter in list(_live_reporters):
