@@ -121,8 +121,8 @@ def freshness_of(store: Any) -> tuple[float, float] | None:
 
 def parse_networks(values: Iterable[str] | str) -> tuple[Network, ...]:
     """``TRUSTED_PROXIES``: addresses or CIDR ranges (a list or comma-separated); ``ValueError`` naming a bad
-    one."""
-    return networks(values)
+    one. Networks already parsed are taken as they are."""
+    return networks(values if isinstance(values, str) else [str(value) for value in values])
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -219,8 +219,7 @@ class Reporter:
         self.interval = float(interval)
         self.queue_size = queue_size
         self.timeout = float(timeout) if timeout is not None else min(5.0, max(1.0, 2 * self.interval))
-        self.trusted_proxies = tuple(n if not isinstance(n, str) else parse_networks([n])[0]
-                                     for n in trusted_proxies)
+        self.trusted_proxies = parse_networks(trusted_proxies)
         self._opener = urllib.request.build_opener(_NoRedirects())
         # SERVICE_NAME is informational (the provider takes the name from the key): it names the sender in logs.
         self._user_agent = "tokenversion-reporter" + (f" ({_text(service_name, 64)})" if service_name else "")
