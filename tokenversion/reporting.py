@@ -231,6 +231,7 @@ class Reporter:
         """Everything that belongs to one process (a forked child starts from nothing: the parent's queued
         uses are the parent's to send)."""
         self.idle = True
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -274,28 +275,36 @@ class Reporter:
     # The thread.
 
     def start(self) -> None:
-        """Start the thread in this process (once; again in a forked child)."""
+        """Start the thread in this process (once; again in a forked child, never after ``close``). Never
+        raises: it runs inside requests (a thread that cannot start, at interpreter shutdown, is logged)."""
         with self._start_lock:
-            if self._thread is not None:
+            if self._thread is not None or self._closed:
+                self.idle = False
                 return
             self._started_at = time.time()
             self._pid = os.getpid()
             self._stop.clear()
             thread = threading.Thread(target=self._run_safely, name="tokenversion-reporter", daemon=True)
-            self._thread = thread
-            thread.start()
-            _register_exit_flush()
+            try:
+                thread.start()
+            except RuntimeError as exc:
+                logger.warning("tokenversion reports: the reporter thread cannot start: %s", exc)
+                self._closed = True
+            else:
+                self._thread = thread
+                _register_exit_flush()
             self.idle = False
 
     def close(self, bound: float = SHUTDOWN_BOUND) -> None:
         """Stop the thread after one last report (within ``bound`` seconds). Calling it twice is harmless."""
         thread = self._thread
+        self._closed = True  # no restart by a late request: the runtime is replaced, or the process exits
+        self.idle = False
         self._final_bound = bound
         self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(bound + 0.5)
         self._thread = None
-        self.idle = True
 
     def _run_safely(self) -> None:
         try:
