@@ -503,7 +503,11 @@ def report_wsgi_refusal(verifier: Any, error: BaseException, meta: Mapping[str, 
     """For the Django doors: a revoked token's refusal, with ``REMOTE_ADDR`` (or, from a trusted proxy,
     ``X-Forwarded-For``) and ``User-Agent``. Nothing happens unless a reporter wants it."""
     if verifier.wants_report(error):
-        facts = facts_from_meta(meta, verifier.reporter.trusted_proxies)
+        try:
+            facts = facts_from_meta(meta, verifier.reporter.trusted_proxies)
+        except Exception:  # an odd request must not turn its refusal into an error
+            logger.debug("reporting: the request's facts could not be read", exc_info=True)
+            facts = {}
         verifier.report_refusal(error, method=method, path=path, **facts)
 
 
@@ -511,7 +515,12 @@ def report_asgi_refusal(verifier: Any, error: BaseException, connection: Any) ->
     """For FastAPI and Starlette: ``request.client`` (which uvicorn's ``--proxy-headers`` sets from
     ``X-Forwarded-For`` for the proxies of ``--forwarded-allow-ips``) and ``User-Agent``."""
     if verifier.wants_report(error):
-        client = connection.client
-        verifier.report_refusal(error, client_address=client.host if client else None,
-                                user_agent=connection.headers.get("user-agent"),
-                                method=connection.scope.get("method"), path=connection.url.path)
+        try:
+            client = connection.client
+            facts = {"client_address": client.host if client else None,
+                     "user_agent": connection.headers.get("user-agent"),
+                     "method": connection.scope.get("method"), "path": connection.url.path}
+        except Exception:  # an odd request must not turn its refusal into an error
+            logger.debug("reporting: the request's facts could not be read", exc_info=True)
+            facts = {}
+        verifier.report_refusal(error, **facts)
