@@ -1,4 +1,4 @@
-"""Service reports' configuration: system checks E052-E053 and W052-W056 (``manage.py check``), the one-line
+"""Service reports' configuration: system checks E050-E051 and W050-W054 (``manage.py check``), the one-line
 errors of the doors without Django, and reporting that stays off (logged) rather than break requests."""
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ def report_ids(tv_settings):
     ({}, []),
     ({"REPORT_URL": URL, "REPORT_KEY": KEY}, []),
     ({"REPORT_URL": "http://127.0.0.1:8000/tokenversion/reports", "REPORT_KEY": KEY}, []),
-    ({"REPORT_URL": "ftp://provider/reports", "REPORT_KEY": KEY}, ["tokenversion.E052"]),
-    ({"REPORT_URL": URL}, ["tokenversion.E053"]),
-    ({"REPORT_URL": "http://provider.internal/tokenversion/reports", "REPORT_KEY": KEY}, ["tokenversion.W052"]),
-    ({"REPORT_KEY": KEY}, ["tokenversion.W053"]),
-    ({"REPORT_URL": URL, "REPORT_KEY": "feed-secret-of-the-provider"}, ["tokenversion.W054"]),
-    ({"REPORT_URL": URL, "REPORT_KEY": KEY, "REPORT_INTERVAL": 0.2}, ["tokenversion.W055"]),
-    ({"REPORT_URL": URL, "REPORT_KEY": KEY, "REPORT_QUEUE_SIZE": 10}, ["tokenversion.W056"]),
+    ({"REPORT_URL": "ftp://provider/reports", "REPORT_KEY": KEY}, ["tokenversion.E050"]),
+    ({"REPORT_URL": URL}, ["tokenversion.E051"]),
+    ({"REPORT_URL": "http://provider.internal/tokenversion/reports", "REPORT_KEY": KEY}, ["tokenversion.W050"]),
+    ({"REPORT_KEY": KEY}, ["tokenversion.W051"]),
+    ({"REPORT_URL": URL, "REPORT_KEY": "feed-secret-of-the-provider"}, ["tokenversion.W052"]),
+    ({"REPORT_URL": URL, "REPORT_KEY": KEY, "REPORT_INTERVAL": 0.2}, ["tokenversion.W053"]),
+    ({"REPORT_URL": URL, "REPORT_KEY": KEY, "REPORT_QUEUE_SIZE": 10}, ["tokenversion.W054"]),
 ])
 def test_each_reporting_misconfiguration_has_its_id(report_ids, values, expected):
     assert report_ids(**values) == expected
