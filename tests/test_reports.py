@@ -485,3 +485,25 @@ def test_a_database_outage_is_503_never_500(client, issuer, key):
     with database_down():
         response = post(client, key, report(issuer.issuer))
     assert response.status_code == 503 and response["Retry-After"] == "1"
+
+
+def test_the_key_commands_of_docs_operations_md_work_verbatim(client, issuer):
+    """The three ``manage.py`` lines of docs/operations.md ("Enforcement"), in their order, as written."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in text.splitlines()
+             if re.match(r"python3 manage\.py (create|revoke)_service_key ", line)]
+    assert len(lines) == 3
+    keys = []
+    for line in lines:
+        out = io.StringIO()
+        call_command(*shlex.split(line)[2:], stdout=out, stderr=io.StringIO())
+        keys.append(out.getvalue().strip())
+    first, second, revoked = keys
+    assert first.startswith("tvs_") and second.startswith("tvs_") and first != second
+    assert revoked.startswith("Revoked service key ")
+    for key in (first, second):  # replaced, then revoked: neither reports
+        assert post(client, key, report(issuer.issuer)).status_code == 401
