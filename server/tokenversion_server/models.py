@@ -138,6 +138,11 @@ class RevocationEvent(models.Model):
         base_manager_name = "objects"
         ordering = ["-created_at", "-id"]
         permissions = [("revoke_tokens", "Can revoke tokens (sessions, users, realm)")]
+        # The revocation a revoked-token use hit (reports.likely_revocation): by session, or by scope (realm).
+        indexes = [
+            models.Index(fields=["session_id"], name="tv_event_session", condition=~models.Q(session_id="")),
+            models.Index(fields=["scope", "issuer", "created_at"], name="tv_event_scope_time"),
+        ]
 
     def save(self, *args, **kwargs):
         if not self._state.adding:

@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import metrics, security
+from . import escalation, metrics, security
 from .conf import get_server_settings
 from .http import HttpError, json_response, loads_strict, machine_endpoint, read_body
 from .models import FreshnessPoint, RevocationEvent, RevokedTokenUse, ServiceCredential, ServiceInstance
@@ -364,6 +364,7 @@ def reports_view(request: HttpRequest) -> HttpResponse:
         for use in uses:
             metrics.REVOKED_TOKEN_USES.labels(service, use.hit).inc()
         security.emit(uses, done.instance)
+        escalation.submit(uses)
 
     transaction.on_commit(after_commit)
     return json_response({"accepted": {"freshness": len(report.points), "uses": len(uses)}}, 202)

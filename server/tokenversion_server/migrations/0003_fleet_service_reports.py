@@ -124,5 +124,13 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['instance', 'as_of'], name='tv_point_instance_as_of')],
             },
         ),
+        migrations.AddIndex(
+            model_name='revocationevent',
+            index=models.Index(condition=models.Q(('session_id', ''), _negated=True), fields=['session_id'], name='tv_event_session'),
+        ),
+        migrations.AddIndex(
+            model_name='revocationevent',
+            index=models.Index(fields=['scope', 'issuer', 'created_at'], name='tv_event_scope_time'),
+        ),
         migrations.RunPython(create_uses_trigger, drop_uses_trigger, elidable=False),
     ]
