@@ -399,7 +399,8 @@ class Reporter:
                 "path": _text(path, MAX_PATH)}
 
     def _send(self, timeout: float) -> str:
-        """POST one report: ``sent``, ``retry`` (kept for the next try) or ``refused`` (its uses dropped)."""
+        """POST one report: ``sent``, ``retry`` (kept for the next try) or ``refused`` (its uses and points
+        dropped, counted, and said in the next report's ``dropped``)."""
         body, n_uses, dropped_uses = self._body()
         dropped_points = self.stats["freshness_dropped"]
         points = self._points
@@ -438,6 +439,8 @@ class Reporter:
             for _ in range(n_uses):
                 self._queue.popleft()
             self.stats["uses_refused"] += n_uses
+            self.stats["freshness_dropped"] += len(self._points)  # the points go too: they may be what it refused
+            self._points, self._last_point = [], None
             self._failed(f"provider refused the report ({status}); {n_uses} uses dropped", level=logging.ERROR)
             return "refused"
         level = logging.ERROR if status in (401, 403) else logging.WARNING
