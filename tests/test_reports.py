@@ -543,3 +543,17 @@ def test_any_json_in_any_member_is_202_or_400(client, issuer, key, generous_limi
     assert response.status_code in (202, 400), response.content
     if response.status_code == 400:
         assert response.json()["error"] == "invalid_request"
+
+
+def test_a_heartbeat_costs_the_provider_six_statements(client, issuer, key):
+    """Each service process sends one a second: its cost on the provider's database, counted (not timed).
+    The key, its rate window (read under lock, written), the process's row (read under lock), whether any
+    revocation was passed, the process's row written; savepoints aside."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert post(client, key, report(issuer.issuer)).status_code == 202  # the process's first report makes its row
+    with CaptureQueriesContext(connection) as captured:
+        assert post(client, key, report(issuer.issuer)).status_code == 202
+    statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 6, statements

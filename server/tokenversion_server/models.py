@@ -394,8 +394,10 @@ class RevokedTokenUse(models.Model):
     path = models.CharField(max_length=512, blank=True, default="")
     at = models.DateTimeField(db_index=True)  # the service's clock
     received_at = models.DateTimeField()
+    # No database constraint: audit rows are never deleted (append-only, a trigger on PostgreSQL), so the id
+    # always resolves, and the audit table stays free of dependants (its own maintenance and tests drop it).
     revocation = models.ForeignKey(RevocationEvent, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+                                   related_name="+", db_constraint=False)
 
     objects = AppendOnlyManager()
 

@@ -99,7 +99,7 @@ class Migration(migrations.Migration):
                 ('path', models.CharField(blank=True, default='', max_length=512)),
                 ('at', models.DateTimeField(db_index=True)),
                 ('received_at', models.DateTimeField()),
-                ('revocation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.revocationevent')),
+                ('revocation', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.revocationevent')),
                 ('instance', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.serviceinstance')),
             ],
             options={
