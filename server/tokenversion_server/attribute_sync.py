@@ -268,8 +268,15 @@ def scan_users(admin: Any, issuer: str, page_size: int = 500, dry_run: bool = Fa
             held = attribute_value(user, conf.attribute_name)
             if held is None or held < version:
                 wanted[subject] = version
-        if wanted and not dry_run:
-            enqueue_many(issuer, wanted)
+        if not dry_run:
+            # As the claims endpoint would at first token issue: the user gets a version row, so a revocation
+            # by subject finds them (usernames and emails come from sync_users).
+            now = timezone.now()
+            SubjectVersion.objects.using(_using()).bulk_create(
+                [SubjectVersion(issuer=issuer, subject=s, token_version=conf.initial_version, updated_at=now)
+                 for s in ids if s not in known], ignore_conflicts=True)
+            if wanted:
+                enqueue_many(issuer, wanted)
         seen, queued, first = seen + len(page), queued + len(wanted), first + len(page)
         if len(page) < page_size:
             return seen, queued
