@@ -242,7 +242,7 @@ def test_status_prints_the_backlog(on, iss):
 
 
 def test_the_worker_refuses_to_run_without_attribute_sync():
-    with pytest.raises(CommandError, match="^TOKENVERSION_SERVER ATTRIBUTE_SYNC is off"):
+    with pytest.raises(CommandError, match=r"^TOKENVERSION_SERVER ATTRIBUTE_SYNC is off"):
         call_command("tokenversion_attribute_sync", "--once")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -203,6 +204,8 @@ def run_pass(admin: KeycloakUsers, limit: int = 200) -> PassResult:
             break
         if wrote:
             result.written += 1
+            logger.info("attribute sync: %s now holds v%s, %.0f ms after the bump was queued", row.subject,
+                        row.version, (timezone.now() - row.updated_at).total_seconds() * 1000)
         else:
             result.already += 1
         if not _landed(row):
@@ -282,15 +285,35 @@ def scan_users(admin: Any, issuer: str, page_size: int = 500, dry_run: bool = Fa
             return seen, queued
 
 
-class Worker:
-    """The loop of ``tokenversion_attribute_sync``: drain the outbox every ``ATTRIBUTE_SYNC_INTERVAL``, scan
-    Keycloak for users without the attribute every ``ATTRIBUTE_SCAN_INTERVAL``."""
+def scan_forever(issuer: str, stopping: threading.Event) -> None:
+    """The worker's scanning thread: ``scan_users`` every ``ATTRIBUTE_SCAN_INTERVAL``, first at start.
 
-    def __init__(self, issuer: str, out=None) -> None:
+    A thread of its own so that paging through a large realm never delays the outbox's writes (the bound)."""
+    from django.db import DatabaseError
+    from django.db import connection as thread_connection
+
+    from .keycloak_admin import KeycloakUnavailable, admin_client
+
+    while not stopping.is_set():
+        interval = get_server_settings().attribute_scan_interval
+        try:
+            seen, queued = scan_users(admin_client(), issuer)
+            if queued:
+                logger.info("attribute sync: scanned %s Keycloak users, queued %s", seen, queued)
+        except (KeycloakUnavailable, DatabaseError) as exc:
+            logger.warning("attribute sync: scan failed, next in %.0f s: %s", interval, exc)
+        finally:
+            thread_connection.close()  # this thread's own connection: not held between scans
+        stopping.wait(interval)
+
+
+class Worker:
+    """The loop of ``tokenversion_attribute_sync``: drain the outbox every ``ATTRIBUTE_SYNC_INTERVAL`` (the scan
+    for users without the attribute runs beside it, ``scan_forever``)."""
+
+    def __init__(self, issuer: str) -> None:
         self.issuer = issuer
-        self.out = out
         self.admin: Any = None
-        self.next_scan = 0.0
         self.paused_until = 0.0  # Keycloak refused the admin login: wait before trying again
         self.login_failures = 0
 
@@ -302,7 +325,7 @@ class Worker:
         return self.admin
 
     def step(self) -> PassResult | None:
-        """One look: a pass over the due rows, and a scan when one is due. None while paused."""
+        """One look: a pass over the due rows. None while paused."""
         from .keycloak_admin import KeycloakUnavailable
 
         conf = get_server_settings()
@@ -310,13 +333,7 @@ class Worker:
         if now < self.paused_until:
             return None
         try:
-            admin = self._admin()
-            if conf.attribute_scan_interval and now >= self.next_scan:
-                seen, queued = scan_users(admin, self.issuer)
-                self.next_scan = now + conf.attribute_scan_interval
-                if queued:
-                    logger.info("attribute sync: scanned %s Keycloak users, queued %s", seen, queued)
-            result = run_pass(admin)
+            result = run_pass(self._admin())
         except KeycloakUnavailable as exc:
             self.admin = None
             self.login_failures += 1

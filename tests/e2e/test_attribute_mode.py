@@ -50,19 +50,28 @@ def attribute_mode(stack):
         stack.warm_up()
 
 
-def attribute(stack, subject: str) -> list[str] | None:
-    return (stack.keycloak_admin().get_user(subject).get("attributes") or {}).get(ATTRIBUTE)
+def attribute(stack, subject: str, admin=None) -> list[str] | None:
+    admin = admin or stack.keycloak_admin()
+    return (admin.get_user(subject).get("attributes") or {}).get(ATTRIBUTE)
 
 
 def wait_for_attribute(stack, subject: str, value: int, within: float) -> float:
     """Seconds until Keycloak holds ``value`` in the user's attribute; fails the test after ``within``."""
+    admin = stack.keycloak_admin()  # one login: each poll is one GET
     start = time.monotonic()
     while True:
-        if attribute(stack, subject) == [str(value)]:
+        if attribute(stack, subject, admin) == [str(value)]:
             return time.monotonic() - start
         if time.monotonic() - start > within:
             pytest.fail(f"attribute of {subject} is {attribute(stack, subject)}, not [{value!r}], after {within} s")
         time.sleep(0.01)
+
+
+def worker_latencies(stack, subject: str) -> list[float]:
+    """What the worker logged for ``subject``: milliseconds from the bump's queued row to Keycloak's answer."""
+    lines = stack.attribute_sync.log_path.read_text(errors="replace").splitlines()
+    return [float(line.split(", ")[-1].split(" ms")[0]) for line in lines
+            if f"attribute sync: {subject} now holds v" in line]
 
 
 def bump(stack, subject: str) -> str:
@@ -114,9 +123,12 @@ def test_a_new_user_gets_the_initial_version_and_a_bump_lands_in_the_next_token(
         landed = time.time()
         committed_at = committed.timestamp() if hasattr(committed, "timestamp") else _parse(committed)
         bounds.append(landed - committed_at)
-    report(f"attribute mode: bump commit -> attribute landed in Keycloak: median {statistics.median(bounds) * 1000:.0f}"
-           f" ms, max {max(bounds) * 1000:.0f} ms over {len(bounds)} bumps (worker interval 0.1 s; includes the "
-           f"test's 10 ms polling)")
+    worker = worker_latencies(stack, person.subject)[-5:]
+    assert len(worker) == 5
+    report(f"attribute mode: bump commit -> attribute seen in Keycloak's admin API by the test: median "
+           f"{statistics.median(bounds) * 1000:.0f} ms, max {max(bounds) * 1000:.0f} ms over {len(bounds)} bumps; "
+           f"the worker's own figure (queued row -> Keycloak's PUT answered): median {statistics.median(worker):.0f}"
+           f" ms, max {max(worker):.0f} ms (worker interval 0.1 s)")
     assert max(bounds) < 2.0  # generous: the issue names no figure; docs/keycloak.md has the measured one
 
     seconds_until_refused(stack, tokens["access_token"])

@@ -8,6 +8,7 @@ PostgreSQL a second one waits on an advisory lock instead of racing the first.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import zlib
 
@@ -16,7 +17,7 @@ from django.db import DatabaseError, connections
 
 from tokenversion.conf import get_settings
 
-from ...attribute_sync import Worker, _using, backlog, run_pass, scan_users
+from ...attribute_sync import Worker, _using, backlog, run_pass, scan_forever, scan_users
 from ...conf import get_server_settings
 from ...keycloak_admin import KeycloakUnavailable, admin_client
 
@@ -89,6 +90,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         conf = get_server_settings()
         worker = Worker(issuer)
+        scanner_stop = threading.Event()
+        if conf.attribute_scan_interval:
+            threading.Thread(target=scan_forever, args=(issuer, scanner_stop), name="attribute-scan",
+                             daemon=True).start()
         self.stdout.write(f"attribute sync: writing {conf.attribute_name!r} for {issuer}", ending="\n")
         self.stdout.flush()
         locked = False
@@ -107,6 +112,7 @@ class Command(BaseCommand):
             busy = result is not None and (result.done or result.superseded) and not result.failed
             if not busy:
                 time.sleep(conf.attribute_sync_interval)
+        scanner_stop.set()
 
     def _single_worker(self) -> None:
         """PostgreSQL: hold an advisory lock for the process's life, so two workers never write one user at
