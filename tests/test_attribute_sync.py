@@ -288,3 +288,32 @@ def test_the_metrics_report_the_backlog(on, iss):
     assert rows == {"waiting": 1, "failing": 1}
     (oldest,) = families["tokenversion_attribute_outbox_oldest_seconds"].samples
     assert 30 <= oldest.value < 60
+
+
+def test_keycloak_setup_refuses_attribute_mode_without_attribute_sync():
+    with pytest.raises(CommandError) as refused:
+        call_command("keycloak_setup", "--attribute-mode")
+    assert str(refused.value) == ("--attribute-mode needs TOKENVERSION_SERVER ATTRIBUTE_SYNC on: otherwise bumps "
+                                  "would never reach the attribute, and tokens would keep the old version")
+
+
+def test_the_scan_with_keycloak_unreachable_is_a_one_line_error(on):
+    keycloak = {"SERVER_URL": f"http://127.0.0.1:{free_port()}", "REALM": "test", "USERNAME": "admin",
+                "PASSWORD": "admin", "TIMEOUT": 2}
+    with override_settings(TOKENVERSION_KEYCLOAK=keycloak), pytest.raises(CommandError) as failed:
+        call_command("tokenversion_attribute_sync", "--scan")
+    assert "Keycloak admin login at" in str(failed.value) and "\n" not in str(failed.value)
+    assert not AttributeWrite.objects.exists()
+
+
+def test_check_w045_attribute_mode_without_keycloak_credentials():
+    from django.core.checks import run_checks
+
+    def ids() -> list[str]:
+        return [m.id for m in run_checks() if m.id == "tokenversion.W045"]
+
+    assert ids() == []
+    with attribute_mode():
+        assert ids() == ["tokenversion.W045"]
+        with override_settings(TOKENVERSION_KEYCLOAK={"USERNAME": "svc", "PASSWORD": "pw"}):
+            assert ids() == []
