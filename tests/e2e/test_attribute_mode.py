@@ -228,3 +228,37 @@ def test_the_provider_stopped_logins_still_carry_the_right_version(attribute_mod
                f"{time.perf_counter() - started:.2f} s, every token with the right version and accepted")
     finally:
         stack.start_provider()
+
+
+def test_bumps_interleaved_with_refreshes_never_go_down(attribute_mode, person):
+    """Issue 12 item 2's race: refreshes run while the user is bumped ten times. The versions the tokens carry
+    never go down, never exceed the provider's, and once the last write lands every new token carries it."""
+    import threading
+
+    stack = attribute_mode
+    wait_for_attribute(stack, person.subject, 0, within=SCAN_INTERVAL + 10)
+    oidc = stack.openid()
+    tokens = oidc.token(person.username, person.password)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def refresh() -> None:
+        nonlocal tokens
+        while not done.is_set():
+            tokens = oidc.refresh_token(tokens["refresh_token"])
+            seen.append(claims_of(tokens["access_token"])["token_version"])
+
+    refresher = threading.Thread(target=refresh)
+    refresher.start()
+    try:
+        for version in range(1, 11):
+            assert f"version {version - 1} -> {version}" in bump(stack, person.subject)
+        wait_for_attribute(stack, person.subject, 10, within=10)
+    finally:
+        done.set()
+        refresher.join(30)
+    assert seen, "no refresh ran"
+    assert seen == sorted(seen) and max(seen) <= 10, seen
+    assert claims_of(oidc.refresh_token(tokens["refresh_token"])["access_token"])["token_version"] == 10
+    report(f"attribute mode: {len(seen)} refreshes during 10 bumps carried versions {sorted(set(seen))}, "
+           f"never going down")
