@@ -317,3 +317,19 @@ def test_check_w045_attribute_mode_without_keycloak_credentials():
         assert ids() == ["tokenversion.W045"]
         with override_settings(TOKENVERSION_KEYCLOAK={"USERNAME": "svc", "PASSWORD": "pw"}):
             assert ids() == []
+
+
+def test_a_disabled_user_is_not_written(on, iss):
+    """Writing would loop through Keycloak's admin event and the listener's "user.disabled" (a new bump each time);
+    a disabled user gets no token anyway, and the scan writes the version once they are enabled again."""
+    keycloak = FakeKeycloak(**{ALICE: ["0"]})
+    keycloak.users[ALICE]["enabled"] = False
+    attribute_sync.enqueue(iss, ALICE, 1)
+    assert attribute_sync.run_pass(keycloak).gone == 1
+    assert keycloak.writes == [] and pending() == {}
+    keycloak.users[ALICE]["enabled"] = True
+    attribute_sync.scan_users(keycloak, iss)  # the provider's version row says 0 here; give it the bump's 1
+    SubjectVersion.objects.filter(subject=ALICE).update(token_version=1)
+    attribute_sync.scan_users(keycloak, iss)
+    attribute_sync.run_pass(keycloak)
+    assert keycloak.writes == [(ALICE, ["1"])]
