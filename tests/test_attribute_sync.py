@@ -333,3 +333,24 @@ def test_a_disabled_user_is_not_written(on, iss):
     attribute_sync.scan_users(keycloak, iss)
     attribute_sync.run_pass(keycloak)
     assert keycloak.writes == [(ALICE, ["1"])]
+
+
+@pytest.mark.postgres
+def test_a_second_worker_does_not_write_while_one_holds_the_lock(on, iss):
+    """Each write reads then writes: two workers at once could put a lower version back. On PostgreSQL they share
+    an advisory lock; ``--once`` refuses while a running worker (here: another connection) holds it."""
+    import psycopg
+    from django.db import connection
+
+    from tokenversion_server.management.commands.tokenversion_attribute_sync import LOCK_KEY
+
+    assert connection.vendor == "postgresql", "run with TOKENVERSION_TEST_DB=postgres (scripts/test.sh does)"
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    attribute_sync.enqueue(iss, ALICE, 1)
+    with psycopg.connect(**params, autocommit=True) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]
+        with pytest.raises(CommandError, match="another tokenversion_attribute_sync holds the lock"):
+            call_command("tokenversion_attribute_sync", "--once")
+    assert pending() == {ALICE: 1}
