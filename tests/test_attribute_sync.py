@@ -354,3 +354,28 @@ def test_a_second_worker_does_not_write_while_one_holds_the_lock(on, iss):
         with pytest.raises(CommandError, match="another tokenversion_attribute_sync holds the lock"):
             call_command("tokenversion_attribute_sync", "--once")
     assert pending() == {ALICE: 1}
+
+
+def test_the_realm_spec_swaps_the_version_mapper_and_retires_the_other_mode():
+    from tokenversion_server.keycloak_admin import (
+        ATTRIBUTE_MAPPER_NAME,
+        DIRECT_MAPPER_NAME,
+        USER_ATTRIBUTE_MAPPER_TYPE,
+        RealmSpec,
+    )
+
+    base = {"realm": "r", "login_clients": ("app",), "audience": "api", "provider_url": "http://p", "mapper_secret": ""}
+    attribute = RealmSpec(**base, attribute_mode=True)
+    names = [m["name"] for m in attribute.wanted_mappers()]
+    assert ATTRIBUTE_MAPPER_NAME in names and DIRECT_MAPPER_NAME not in names
+    (mapper,) = [m for m in attribute.wanted_mappers() if m["name"] == ATTRIBUTE_MAPPER_NAME]
+    assert mapper["protocolMapper"] == USER_ATTRIBUTE_MAPPER_TYPE
+    assert {k: mapper["config"][k] for k in ("user.attribute", "claim.name", "jsonType.label", "lightweight.claim",
+                                             "access.token.claim", "id.token.claim")} == {
+        "user.attribute": "token_version", "claim.name": "token_version", "jsonType.label": "long",
+        "lightweight.claim": "true", "access.token.claim": "true", "id.token.claim": "false"}
+    assert attribute.retired_mappers() == (DIRECT_MAPPER_NAME,)
+    assert attribute.profile_attribute()["permissions"] == {"view": ["admin"], "edit": ["admin"]}
+    extension = RealmSpec(**base)
+    assert DIRECT_MAPPER_NAME in [m["name"] for m in extension.wanted_mappers()]
+    assert extension.retired_mappers() == (ATTRIBUTE_MAPPER_NAME,)
