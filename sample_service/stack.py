@@ -192,6 +192,7 @@ class Stack:
         self.config = config or StackConfig()
         self.provider: Process | None = None
         self.publisher: Process | None = None
+        self.attribute_sync: Process | None = None  # attribute mode's worker, when a test runs it
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
         self._feed_public_key: str | None = None
@@ -229,7 +230,7 @@ class Stack:
         """
         status = self.keycloak_script("status", check=False)
         if status.returncode == 0 and self._keycloak_sends_events_here() \
-                and self.running_keycloak_version() == self.keycloak_version:
+                and self.running_keycloak_version() == self.keycloak_version and self._runs_this_extension():
             return
         if status.returncode != 3:
             self.keycloak_script("stop")
@@ -292,6 +293,13 @@ class Stack:
             if time.monotonic() > deadline:
                 raise StackError(f"after switching Keycloak: claim present {has_claim}, service answered {status}")
             time.sleep(1)
+
+    def _runs_this_extension(self) -> bool:
+        """False when the running server loaded another build of the extension (another worktree's, or this one's
+        before a change): its mapper might not know this build's config keys and would ignore them silently."""
+        self.keycloak_script("build-extension")
+        result = self.keycloak_script("start", check=False)  # running and ready: only compares the JARs
+        return "differs from the running one" not in result.stdout + result.stderr
 
     def _keycloak_sends_events_here(self) -> bool:
         logs = self.keycloak_script("logs", "100000", check=False).stdout
@@ -425,6 +433,19 @@ class Stack:
                                      self.provider_env(), self.config.work_dir / "publisher.log")
         return self.provider
 
+    def start_attribute_sync(self, **env: str) -> Process:
+        """Attribute mode's worker (``manage.py tokenversion_attribute_sync``), with the provider's environment
+        plus ``env`` (e.g. ``KEYCLOAK_URL`` pointing at a fault proxy)."""
+        self.stop_attribute_sync()
+        self.attribute_sync = Process("attribute-sync", [PYTHON, "manage.py", "tokenversion_attribute_sync"],
+                                      {**self.provider_env(), **env}, self.config.work_dir / "attribute-sync.log")
+        return self.attribute_sync
+
+    def stop_attribute_sync(self) -> None:
+        if self.attribute_sync is not None:
+            self.attribute_sync.stop()
+            self.attribute_sync = None
+
     def stop_provider(self) -> None:
         """Stops the provider (the publisher keeps running: it is a separate process in production too)."""
         if self.provider is not None:
@@ -506,6 +527,7 @@ class Stack:
             process.stop()
         self.services.clear()
         self.stop_provider()
+        self.stop_attribute_sync()
         if self.publisher is not None:
             self.publisher.stop()
             self.publisher = None

@@ -30,7 +30,7 @@ def drop_uses_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tokenversion_server', '0002_keys_api_keys_and_audit'),
+        ('tokenversion_server', '0003_attribute_outbox'),
     ]
 
     operations = [
