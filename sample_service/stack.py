@@ -70,6 +70,9 @@ class StackConfig:
     redis_url: str | None = os.environ.get("TOKENVERSION_TEST_REDIS_URL")
     work_dir: Path = Path("/tmp/tokenversion-e2e")
     extra_provider_env: dict[str, str] = field(default_factory=dict)
+    # Every service the stack starts reports to the provider (issue 14: enforcement receipts and revoked-token
+    # uses), each with its own key made by ``create_service_key <service name>``; False: services never report.
+    report: bool = True
 
     @property
     def keycloak_url(self) -> str:
@@ -90,6 +93,10 @@ class StackConfig:
     @property
     def events_url(self) -> str:
         return f"{self.provider_url}/tokenversion/events"
+
+    @property
+    def reports_url(self) -> str:
+        return f"{self.provider_url}/tokenversion/reports"
 
 
 class Process:
@@ -121,6 +128,17 @@ class Process:
                 return
             time.sleep(0.05)
         raise StackError(f"{self.name} not answering {url} after {timeout} s; log:\n{self.log_tail()}")
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the gunicorn workers under this process (the master), which serve the requests and
+        report to the provider each as their own instance; empty while none has been forked yet."""
+        pids: set[int] = set()
+        for children in Path(f"/proc/{self.popen.pid}/task").glob("*/children"):
+            try:
+                pids.update(int(pid) for pid in children.read_text().split())
+            except OSError:  # the task ended meanwhile
+                continue
+        return pids
 
     def stop(self) -> None:
         if self.alive():
@@ -193,6 +211,8 @@ class Stack:
         self.provider: Process | None = None
         self.publisher: Process | None = None
         self.services: dict[str, Process] = {}
+        # service name -> its report key, made once per provider database (prepare_database forgets them)
+        self.service_keys: dict[str, str] = {}
         self.started_keycloak = False
         self._feed_public_key: str | None = None
 
@@ -381,6 +401,7 @@ class Stack:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{name}"')
         self.manage("migrate", "--noinput", "-v", "0")
+        self.service_keys.clear()
         env = self.provider_env()
         env["DJANGO_SUPERUSER_PASSWORD"] = self.config.provider_admin_password
         subprocess.run([PYTHON, "manage.py", "createsuperuser", "--noinput", "--username", "admin",
@@ -460,6 +481,23 @@ class Stack:
 
     # Sample service ---------------------------------------------------------------------------------------
 
+    def service_key(self, name: str) -> str:
+        """The report key of service ``name``, made with the provider's ``create_service_key`` the first time
+        (as an operator does: the command prints the key once, on its last line)."""
+        if name not in self.service_keys:
+            output = self.manage("create_service_key", name).stdout
+            lines = output.strip().splitlines()
+            key = lines[-1].strip() if lines else ""
+            if not key.startswith("tvs_"):
+                raise StackError(f"create_service_key {name} printed no key:\n{output}")
+            self.service_keys[name] = key
+        return self.service_keys[name]
+
+    def report_env(self, name: str) -> dict[str, str]:
+        """The environment that makes service ``name`` report to the provider with its own key."""
+        return {"TOKENVERSION_REPORT_URL": self.config.reports_url, "TOKENVERSION_REPORT_KEY": self.service_key(name),
+                "TOKENVERSION_SERVICE_NAME": name}
+
     def service_env(self, **overrides: str) -> dict[str, str]:
         c = self.config
         env = {
@@ -476,7 +514,11 @@ class Stack:
         return env
 
     def start_service(self, name: str = "service", port: int | None = None, workers: int = 2, **env: str) -> Process:
+        """A sample service under gunicorn; ``name`` is also the service's name at the provider, which it reports
+        to with its own key unless ``StackConfig.report`` is off."""
         port = port or self.config.service_port
+        if self.config.report:
+            env = {**self.report_env(name), **env}
         process = Process(
             name,
             gunicorn("sample_service.wsgi", port, workers=workers),

@@ -1,0 +1,161 @@
+"""Fleet visibility (issue 14) against the real Keycloak: after a logout the provider says which service processes
+enforce the revocation, and the old token's next use is a security event in the admin.
+
+Three services with no shared state but the provider, two gunicorn workers each, every one reporting with its
+own service key (``create_service_key``): the database store (the default sample service), the HTTP feed and
+Redis. The test never presents the revoked token before the provider says every process enforces the
+revocation, so the one use it then makes is the only security event of that token: what appears in the admin
+can only come from that call.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+import jwt
+import pytest
+import requests
+
+from .conftest import report
+from .test_admin_and_events import admin_session
+
+PORTS = {"fleet-feed": 18012, "fleet-redis": 18013}
+STORES = {"fleet-feed": "feed", "fleet-redis": "redis"}
+# A report goes out every REPORT_INTERVAL (1 s by default) and a feed or Redis store proves itself fresh at least
+# that often: a lag of seconds would be a bug, a minute is a hang. Generous on purpose (a loaded CI machine).
+LAG_BOUND_MS = 10_000
+# The issue's figure: the old token's use shows up as a security event in the admin within 2 s.
+SECURITY_EVENT_WITHIN = 2.0
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    """The stack's database-store service and one HTTP-feed and one Redis service, each reporting: name -> URL."""
+    for name, port in PORTS.items():
+        stack.start_service(name, port, **stack.remote_store_env(STORES[name]))
+    yield {"service": stack.config.service_url, **{name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}}
+    for name in PORTS:
+        process = stack.services.pop(name, None)
+        if process is not None:
+            process.stop()
+
+
+def get_orders(url: str, token: str, user_agent: str = "fleet-e2e") -> requests.Response:
+    return requests.get(f"{url}/api/orders", timeout=5,
+                        headers={"Authorization": f"Bearer {token}", "User-Agent": user_agent})
+
+
+def expected_instances(stack) -> dict[str, set[int]]:
+    """Service name -> pids of its gunicorn workers: every process of the stack that serves (and reports)."""
+    return {name: process.worker_pids() for name, process in stack.services.items()}
+
+
+def live_instances(session: requests.Session, stack) -> dict[str, set[int]]:
+    """Service name -> pids the provider lists as live (REST)."""
+    response = session.get(f"{stack.config.provider_url}/tokenversion/services", timeout=5)
+    assert response.status_code == 200, response.text[:500]
+    live: dict[str, set[int]] = {}
+    for instance in response.json()["instances"]:
+        if instance["state"] == "live":
+            live.setdefault(instance["service"], set()).add(instance["pid"])
+    return live
+
+
+def enforcement(session: requests.Session, stack, event_id: int) -> dict:
+    """The provider's enforcement answer for one revocation event (REST)."""
+    response = session.get(f"{stack.config.provider_url}/tokenversion/revocations/{event_id}/enforcement", timeout=5)
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
+
+
+def wait_until_every_worker_is_live(session: requests.Session, stack, urls: dict[str, str], token: str) -> int:
+    """Call every service until each of its workers has served a request (a worker starts reporting with its
+    first request) and the provider lists exactly the running workers as live; returns their number.
+
+    Instances of services stopped by earlier tests stay live for the provider's live window (15 s) after their
+    last report, so this waits them out too."""
+    deadline = time.monotonic() + 60
+    while True:
+        for url in urls.values():
+            assert get_orders(url, token).status_code == 200
+        expected = expected_instances(stack)
+        live = live_instances(session, stack)
+        if live == expected and all(expected.values()):
+            return sum(len(pids) for pids in expected.values())
+        assert time.monotonic() < deadline, f"provider lists {live} as live; running workers: {expected}"
+        time.sleep(0.2)
+
+
+def test_logout_is_enforced_by_every_process_and_the_old_token_is_a_security_event(stack, person, fleet):
+    oidc = stack.openid()
+    tokens = oidc.token(person.username, person.password)
+    access = tokens["access_token"]
+    sid = jwt.decode(access, options={"verify_signature": False})["sid"]
+    session = admin_session(stack)
+    processes = wait_until_every_worker_is_live(session, stack, fleet, access)
+    assert processes == 2 * len(fleet)  # two workers per service
+
+    oidc.logout(tokens["refresh_token"])  # Keycloak calls the provider's back-channel logout before answering
+    (event_id,) = stack.sql("SELECT id FROM tokenversion_server_revocationevent WHERE session_id = %s", sid)[0]
+
+    # Without touching the old token: the provider's receipts alone say when every process enforces it.
+    deadline = time.monotonic() + 30
+    while True:
+        answer = enforcement(session, stack, event_id)
+        if answer["enforced_by"] == answer["live"] == processes:
+            break
+        assert time.monotonic() < deadline, f"never enforced by {processes} live processes: {answer}"
+        time.sleep(0.1)
+    lag_ms = answer["slowest_ms"]
+    assert 0 < lag_ms < LAG_BOUND_MS, answer
+    assert answer["behind"] == []
+    report(f"fleet visibility: the logout was enforced by {answer['enforced_by']}/{answer['live']} service "
+           f"processes, the slowest after {lag_ms:.0f} ms (provider's receipts)")
+
+    # Every service refuses the old token now; each refusal is a security event, in the admin within 2 s.
+    user_agent = f"replay-{person.username}"
+    for name, url in fleet.items():
+        refused = get_orders(url, access, user_agent)
+        assert refused.status_code == 401, f"{name} accepted a token its receipt says it enforces: {refused.text}"
+        used_at = time.monotonic()
+        row = wait_for_security_event_in_admin(session, stack, name, person.username, used_at)
+        appeared = time.monotonic() - used_at
+        report(f"fleet visibility: the old token's use at {name} was in the admin's revoked-token uses "
+               f"{appeared * 1000:.0f} ms after the service refused it (target {SECURITY_EVENT_WITHIN * 1000:.0f} ms)")
+        assert "127.0.0.1" in row
+        assert appeared <= SECURITY_EVENT_WITHIN
+
+    # The REST view of the same events: one per service, the client's address and user agent, the logout hit.
+    uses = session.get(f"{stack.config.provider_url}/tokenversion/security-events", timeout=5,
+                       params={"subject": person.subject})
+    assert uses.status_code == 200, uses.text[:500]
+    events = uses.json()["results"]
+    assert sorted(e["service"] for e in events) == sorted(fleet)
+    for e in events:
+        assert (e["client_address"], e["user_agent"], e["session_id"], e["hit"]) == \
+            ("127.0.0.1", user_agent, sid, "session")
+        assert e["revocation"] == event_id
+
+
+def admin_rows(session: requests.Session, stack, username: str) -> list[str]:
+    """The rows of the admin's revoked-token-use list that name the user, as text."""
+    page = session.get(f"{stack.config.provider_url}/admin/tokenversion_server/revokedtokenuse/", timeout=5)
+    assert page.status_code == 200, page.text[:500]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page.text, re.S)
+    texts = [html.unescape(re.sub(r"<[^>]+>", " ", row)) for row in rows]
+    return [" ".join(text.split()) for text in texts if username in text]
+
+
+def wait_for_security_event_in_admin(session: requests.Session, stack, service: str, username: str,
+                                     since: float) -> str:
+    """The admin row of the user's revoked-token use at ``service``, polled until it appears (fails after 10 s;
+    the caller asserts the 2 s)."""
+    while True:
+        rows = [row for row in admin_rows(session, stack, username) if f" {service} " in f" {row} "]
+        if rows:
+            assert len(rows) == 1, rows
+            return rows[0]
+        assert time.monotonic() - since < 10, f"no revoked-token use of {username} at {service} in the admin"
+        time.sleep(0.05)
