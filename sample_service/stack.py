@@ -529,6 +529,77 @@ class Stack:
         self.services[name] = process
         return process
 
+    # Fleet visibility (issue 14): what the provider says about the services -------------------------------
+
+    def admin_session(self):
+        """A logged-in session of the provider's Django admin (user ``admin``), as a support person's browser
+        has: it reads the admin's pages and the REST API's GET endpoints."""
+        import requests
+
+        session = requests.Session()
+        base = self.config.provider_url
+        session.get(f"{base}/admin/login/", timeout=5).raise_for_status()
+        response = session.post(f"{base}/admin/login/?next=/admin/", allow_redirects=False, timeout=5, data={
+            "username": "admin", "password": self.config.provider_admin_password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/",
+        })
+        if response.status_code != 302:
+            raise StackError(f"cannot log in to the provider's admin ({response.status_code}): {response.text[:300]}")
+        return session
+
+    def provider_json(self, session, path: str, **params: Any) -> Any:
+        """GET a JSON answer of the provider's REST API; ``StackError`` on anything but 200."""
+        response = session.get(f"{self.config.provider_url}{path}", params=params, timeout=5)
+        if response.status_code != 200:
+            raise StackError(f"GET {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def running_workers(self) -> dict[str, set[int]]:
+        """Service name -> pids of its gunicorn workers: every process of the stack that serves and reports."""
+        return {name: process.worker_pids() for name, process in self.services.items()}
+
+    def live_workers(self, session) -> dict[str, set[int]]:
+        """Service name -> pids of the instances the provider lists as live."""
+        live: dict[str, set[int]] = {}
+        for instance in self.provider_json(session, "/tokenversion/services")["instances"]:
+            if instance["state"] == "live":
+                live.setdefault(instance["service"], set()).add(instance["pid"])
+        return live
+
+    def wait_every_worker_live(self, session, call: Callable[[], None], within: float = 60.0) -> int:
+        """Run ``call`` (requests to every service) until each worker of each service has served one (a worker
+        reports from its first request on) and the provider lists exactly the running workers as live; returns
+        their number. Instances of services stopped a moment ago stay live for the provider's live window
+        (15 s by default), so this waits them out too."""
+        deadline = time.monotonic() + within
+        while True:
+            call()
+            running, live = self.running_workers(), self.live_workers(session)
+            if live == running and all(running.values()):
+                return sum(len(pids) for pids in running.values())
+            if time.monotonic() > deadline:
+                raise StackError(f"the provider lists {live} as live; running workers: {running}")
+            time.sleep(0.2)
+
+    def enforcement(self, session, event_id: int) -> dict[str, Any]:
+        """The provider's enforcement answer for one revocation event (its audit id)."""
+        return self.provider_json(session, f"/tokenversion/revocations/{event_id}/enforcement")
+
+    def wait_enforced(self, session, event_id: int, processes: int, within: float = 30.0) -> dict[str, Any]:
+        """Poll the enforcement answer until ``processes`` live service processes, all of them, enforce it."""
+        deadline = time.monotonic() + within
+        while True:
+            answer = self.enforcement(session, event_id)
+            if answer["enforced_by"] == answer["live"] == processes:
+                return answer
+            if time.monotonic() > deadline:
+                raise StackError(f"revocation {event_id} not enforced by {processes} live processes: {answer}")
+            time.sleep(0.05)
+
+    def revoked_token_uses(self, session, subject: str) -> list[dict[str, Any]]:
+        """The security events (revoked-token uses) of one subject, newest first."""
+        return self.provider_json(session, "/tokenversion/security-events", subject=subject)["results"]
+
     # Whole stack ------------------------------------------------------------------------------------------
 
     def start(self) -> Stack:

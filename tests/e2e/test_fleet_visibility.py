@@ -19,7 +19,6 @@ import pytest
 import requests
 
 from .conftest import report
-from .test_admin_and_events import admin_session
 
 PORTS = {"fleet-feed": 18012, "fleet-redis": 18013}
 STORES = {"fleet-feed": "feed", "fleet-redis": "redis"}
@@ -47,67 +46,25 @@ def get_orders(url: str, token: str, user_agent: str = "fleet-e2e") -> requests.
                         headers={"Authorization": f"Bearer {token}", "User-Agent": user_agent})
 
 
-def expected_instances(stack) -> dict[str, set[int]]:
-    """Service name -> pids of its gunicorn workers: every process of the stack that serves (and reports)."""
-    return {name: process.worker_pids() for name, process in stack.services.items()}
-
-
-def live_instances(session: requests.Session, stack) -> dict[str, set[int]]:
-    """Service name -> pids the provider lists as live (REST)."""
-    response = session.get(f"{stack.config.provider_url}/tokenversion/services", timeout=5)
-    assert response.status_code == 200, response.text[:500]
-    live: dict[str, set[int]] = {}
-    for instance in response.json()["instances"]:
-        if instance["state"] == "live":
-            live.setdefault(instance["service"], set()).add(instance["pid"])
-    return live
-
-
-def enforcement(session: requests.Session, stack, event_id: int) -> dict:
-    """The provider's enforcement answer for one revocation event (REST)."""
-    response = session.get(f"{stack.config.provider_url}/tokenversion/revocations/{event_id}/enforcement", timeout=5)
-    assert response.status_code == 200, response.text[:500]
-    return response.json()
-
-
-def wait_until_every_worker_is_live(session: requests.Session, stack, urls: dict[str, str], token: str) -> int:
-    """Call every service until each of its workers has served a request (a worker starts reporting with its
-    first request) and the provider lists exactly the running workers as live; returns their number.
-
-    Instances of services stopped by earlier tests stay live for the provider's live window (15 s) after their
-    last report, so this waits them out too."""
-    deadline = time.monotonic() + 60
-    while True:
-        for url in urls.values():
-            assert get_orders(url, token).status_code == 200
-        expected = expected_instances(stack)
-        live = live_instances(session, stack)
-        if live == expected and all(expected.values()):
-            return sum(len(pids) for pids in expected.values())
-        assert time.monotonic() < deadline, f"provider lists {live} as live; running workers: {expected}"
-        time.sleep(0.2)
-
-
 def test_logout_is_enforced_by_every_process_and_the_old_token_is_a_security_event(stack, person, fleet):
     oidc = stack.openid()
     tokens = oidc.token(person.username, person.password)
     access = tokens["access_token"]
     sid = jwt.decode(access, options={"verify_signature": False})["sid"]
-    session = admin_session(stack)
-    processes = wait_until_every_worker_is_live(session, stack, fleet, access)
-    assert processes == 2 * len(fleet)  # two workers per service
+    session = stack.admin_session()
+
+    def call_every_service() -> None:
+        for url in fleet.values():
+            assert get_orders(url, access).status_code == 200
+
+    processes = stack.wait_every_worker_live(session, call_every_service)
+    assert processes == 2 * len(fleet)  # two workers per service, each its own instance at the provider
 
     oidc.logout(tokens["refresh_token"])  # Keycloak calls the provider's back-channel logout before answering
     (event_id,) = stack.sql("SELECT id FROM tokenversion_server_revocationevent WHERE session_id = %s", sid)[0]
 
     # Without touching the old token: the provider's receipts alone say when every process enforces it.
-    deadline = time.monotonic() + 30
-    while True:
-        answer = enforcement(session, stack, event_id)
-        if answer["enforced_by"] == answer["live"] == processes:
-            break
-        assert time.monotonic() < deadline, f"never enforced by {processes} live processes: {answer}"
-        time.sleep(0.1)
+    answer = stack.wait_enforced(session, event_id, processes)
     lag_ms = answer["slowest_ms"]
     assert 0 < lag_ms < LAG_BOUND_MS, answer
     assert answer["behind"] == []
@@ -117,9 +74,9 @@ def test_logout_is_enforced_by_every_process_and_the_old_token_is_a_security_eve
     # Every service refuses the old token now; each refusal is a security event, in the admin within 2 s.
     user_agent = f"replay-{person.username}"
     for name, url in fleet.items():
+        used_at = time.monotonic()  # before the call: the time to appear includes the call itself
         refused = get_orders(url, access, user_agent)
         assert refused.status_code == 401, f"{name} accepted a token its receipt says it enforces: {refused.text}"
-        used_at = time.monotonic()
         row = wait_for_security_event_in_admin(session, stack, name, person.username, used_at)
         appeared = time.monotonic() - used_at
         report(f"fleet visibility: the old token's use at {name} was in the admin's revoked-token uses "
@@ -128,10 +85,7 @@ def test_logout_is_enforced_by_every_process_and_the_old_token_is_a_security_eve
         assert appeared <= SECURITY_EVENT_WITHIN
 
     # The REST view of the same events: one per service, the client's address and user agent, the logout hit.
-    uses = session.get(f"{stack.config.provider_url}/tokenversion/security-events", timeout=5,
-                       params={"subject": person.subject})
-    assert uses.status_code == 200, uses.text[:500]
-    events = uses.json()["results"]
+    events = stack.revoked_token_uses(session, person.subject)
     assert sorted(e["service"] for e in events) == sorted(fleet)
     for e in events:
         assert (e["client_address"], e["user_agent"], e["session_id"], e["hit"]) == \
