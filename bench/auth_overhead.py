@@ -15,7 +15,13 @@ short (tens of ms) and a burst of load from other processes lands on all cases o
 - the same with the verified-claims cache **full** (``CLAIMS_CACHE_SIZE`` entries), as in a busy service
   after warm-up: insertions make room (a batch of the oldest at a time);
 - the class on **repeated** tokens: the warm validator, whose verified-claims cache answers until exp;
-- optional: Keycloak token introspection of each token (``--introspection-url``), one POST per request.
+- optional: Keycloak token introspection of each token (``--introspection-url``), one POST per request;
+- **service reports** (issue 14): the class on repeated tokens with reporting **off** and **on** (a real
+  ``tokenversion.reporting.Reporter``, its thread running, posting every second to a loopback recording server,
+  ``tests/report_recorder.py``), and the same pair on **refused** revoked tokens (on: each refusal queues a
+  use; the queue is made large enough never to fill, so every refusal takes the enqueue path). The reporter's
+  thread runs through every round of every case, so its own CPU time is printed apart (per second of wall
+  time). Target: on / off <= 1.02 on the accepted path.
 
 Every class case runs the revocation check against the database store, warm (its per-process cache holds
 every subject's state, as it does after the first request of each CACHE_TTL window), and build the user.
@@ -25,6 +31,7 @@ median is printed against the raw verify, which stays meaningful once the class 
     .venv/bin/python bench/auth_overhead.py            # 1000 tokens, 200 rounds of 100; plot in bench/results/
     .venv/bin/python bench/auth_overhead.py --quick    # 300 tokens, 40 rounds of 100
     .venv/bin/python bench/auth_overhead.py --breakdown   # also: where the first-seen time goes
+    .venv/bin/python bench/auth_overhead.py --reporting --quick   # only the reporting cases (CI: scripts/test.sh)
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ PATCHED = "jwt.decode, alphabet patch"
 FIRST = "class, first-seen token"
 FULL = "first-seen, claims cache full"
 TARGETS = {FIRST: 0.7, FULL: 0.7, "class, repeated token": 0.2}  # ratios to plain decode (issue 13)
+REPORT_OFF, REPORT_ON = "accepted, reporting off", "accepted, reporting on"
+REFUSED_OFF, REFUSED_ON = "refused revoked, reporting off", "refused revoked, reporting on"
+REPORTING_TARGET = 1.02  # accepted path, reporting on / off (issue 14)
 SUBJECTS = 50  # distinct users in the token set; their store state is warm
 
 
@@ -90,16 +100,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="300 tokens, 40 rounds")
     parser.add_argument("--tokens", type=int, help="distinct tokens in the set (default 1000)")
-    parser.add_argument("--chunk", type=int, default=100, help="tokens per case per round (default 100)")
+    parser.add_argument("--chunk", type=int, help="tokens per case per round (default 100; --reporting: 300)")
     parser.add_argument("--rounds", type=int, help="rounds (default 200)")
     parser.add_argument("--plot", type=Path, default=RESULTS / "auth_overhead.png")
     parser.add_argument("--breakdown", action="store_true", help="also time the class's steps one by one")
     parser.add_argument("--introspection-url", help="add a Keycloak token introspection column")
     parser.add_argument("--introspection-client", default="", help="client_id:secret for introspection")
+    parser.add_argument("--reporting", action="store_true",
+                        help="only the service-reports cases (reporting off / on, accepted and refused)")
     args = parser.parse_args(argv)
     n_tokens = args.tokens or (300 if args.quick else 1000)
-    rounds = args.rounds or (40 if args.quick else 200)
-    chunk = min(args.chunk, n_tokens)
+    # The reporting cases differ by a few attribute reads: many longer rounds, or noise hides the figure.
+    rounds = args.rounds or ((800 if args.quick else 4000) if args.reporting else (40 if args.quick else 200))
+    chunk = min(args.chunk or (300 if args.reporting else 100), n_tokens)
 
     from tests.jwks import JWKSServer
 
@@ -193,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             get_runtime().use_validator(warm)
             require_used(full, current["tokens"])
 
+    reporting = reporting_cases(cls, issuer, requests, n_tokens)
+    if args.reporting:
+        run_reporting(reporting, rounds, chunk, n_tokens)
+        issuer.close()
+        return
+
     cases: dict[str, Callable[[], float]] = {
         PLAIN: lambda: timed_loop(plain, current["tokens"]),
         PATCHED: lambda: timed_loop(patched, current["tokens"]),
@@ -233,10 +252,124 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"paired per request (plain and class alternating token by token, first-seen): class / plain = "
           f"{paired_ratio[0]:.3f} (median of {rounds} rounds; {paired_ratio[1]:.2f}..{paired_ratio[2]:.2f})")
 
+    run_reporting(reporting, 1000 if args.quick else 4000, min(300, n_tokens), n_tokens)
     if args.breakdown:
         breakdown(cls, warm, requests, tokens, plain, raw_verify)
     plot(samples, ratios, args.plot, rounds)
     issuer.close()
+
+
+class Reporting:
+    """The reporting cases, their reporter and recording server (``reporting_cases``)."""
+
+    def __init__(self, cases: dict[str, Callable[[], float]], reporter: Any, recorder: Any,
+                 thread_cpu: Callable[[], float], started: float, next_window: Callable[[int], None]) -> None:
+        self.cases, self.reporter, self.recorder, self.thread_cpu, self.started = (
+            cases, reporter, recorder, thread_cpu, started)
+        self.next_window = next_window
+
+
+def reporting_cases(cls: Any, issuer: Any, requests: list, n_tokens: int) -> Reporting:
+    """Reporting off and on, on the accepted path (repeated tokens) and the refused one (revoked tokens)."""
+    from django.test import RequestFactory
+    from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
+
+    from tests.report_recorder import ReportRecorder
+    from tokenversion.reporting import Reporter
+    from tokenversion.runtime import get_runtime
+    from tokenversion_server import services
+
+    # Revoked tokens: their own subjects, revoked once (the warm store cache holds the bump: invalidate).
+    revoked = [f"9d0c1b2a-0000-4000-8000-{i:012d}" for i in range(SUBJECTS)]
+    refused_tokens = [issuer.mint(sub=revoked[i % SUBJECTS], sid=f"rsid-{i % SUBJECTS}") for i in range(n_tokens)]
+    actor = services.Actor.system("bench")
+    for subject in revoked:
+        services.revoke_user(subject, reason="compromise", actor=actor)
+    factory = RequestFactory()
+    refused_requests = [Request(factory.get("/api/orders", HTTP_AUTHORIZATION=f"Bearer {t}",
+                                            HTTP_USER_AGENT="bench/1.0", REMOTE_ADDR="203.0.113.9"))
+                        for t in refused_tokens]
+    key = "tvs_bench-key"
+    recorder = ReportRecorder(key)
+    verifier = get_runtime().verifier
+    reporter = Reporter(recorder.url, key, store=verifier.store, interval=1.0, queue_size=10**7)
+    reporter.start()
+    ident = reporter._thread.ident
+
+    def thread_cpu() -> float:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+    def refuse(request: Any) -> None:
+        try:
+            cls.authenticate(request)
+        except AuthenticationFailed:
+            return
+        raise SystemExit("a revoked token was accepted")
+
+    for request in refused_requests:  # warm: every revoked subject's state cached, every token's claims
+        refuse(request)
+
+    window: dict[str, list] = {}
+
+    def next_window(size: int) -> None:
+        """The round's requests: the same positions in the accepted and the refused sets."""
+        start = next(offsets) % (n_tokens - size + 1) if n_tokens > size else 0
+        window["accepted"], window["refused"] = requests[start:start + size], refused_requests[start:start + size]
+
+    offsets = iter(range(0, 10**9, 97))
+
+    def with_reporter(on: bool, fn: Callable[[Any], None], items: list) -> float:
+        verifier.reporter = reporter if on else None
+        try:
+            return timed_loop(fn, items)
+        finally:
+            verifier.reporter = None
+
+    cases = {
+        REPORT_OFF: lambda: with_reporter(False, cls.authenticate, window["accepted"]),
+        REPORT_ON: lambda: with_reporter(True, cls.authenticate, window["accepted"]),
+        REFUSED_OFF: lambda: with_reporter(False, refuse, window["refused"]),
+        REFUSED_ON: lambda: with_reporter(True, refuse, window["refused"]),
+    }
+    return Reporting(cases, reporter, recorder, thread_cpu, time.monotonic(), next_window)
+
+
+def print_reporting(samples: dict[str, list[float]], reporting: Reporting) -> None:
+    elapsed = time.monotonic() - reporting.started
+    cpu = reporting.thread_cpu()
+    reporter, recorder = reporting.reporter, reporting.recorder
+    reporter.close(bound=2.0)
+    recorder.stop()
+    accepted = median_ratio(samples, REPORT_ON, REPORT_OFF)
+    refused = median_ratio(samples, REFUSED_ON, REFUSED_OFF)
+    verdict = "met" if accepted[0] <= REPORTING_TARGET else "MISSED"
+    print(f"RATIO reporting on / off, accepted path (repeated tokens) = {accepted[0]:.3f} "
+          f"(min..max over rounds {accepted[1]:.2f}..{accepted[2]:.2f}; target <= {REPORTING_TARGET}: {verdict})")
+    print(f"RATIO reporting on / off, refused revoked token (each refusal queued) = {refused[0]:.3f} "
+          f"({refused[1]:.2f}..{refused[2]:.2f})")
+    for name in (REPORT_OFF, REPORT_ON, REFUSED_OFF, REFUSED_ON):
+        print(f"  {name:34s} median {statistics.median(samples[name]) * 1e6:8.2f} us/request")
+    print(f"reporter thread: {cpu * 1e3:.1f} ms CPU over {elapsed:.1f} s ({cpu / elapsed * 100:.2f} % of one core); "
+          f"{reporter.stats['reports_sent']} reports accepted, {reporter.stats['uses_sent']} uses delivered, "
+          f"{reporter.queue_length} still queued, {reporter.uses_dropped} dropped")
+    if not reporter.stats["reports_sent"]:
+        raise SystemExit("the reporter delivered no report to the recording server")
+
+
+def run_reporting(reporting: Reporting, rounds: int, chunk: int, n_tokens: int) -> None:
+    """Each pair (off, on) in its own interleaved rounds: with two cases each goes first every other round, so
+    neither always follows a case that cooled the CPU caches (a refusal's exception) or warmed them."""
+    print(f"service reports: {n_tokens} distinct RS256 tokens and as many revoked ones, {SUBJECTS} subjects each; "
+          f"{rounds} rounds of {chunk} requests per case, off and on alternating first; the reporter posts every "
+          "1 s to a loopback recording server")
+    cases = reporting.cases
+    samples = interleaved_rounds({name: cases[name] for name in (REPORT_OFF, REPORT_ON)}, rounds,
+                                 before_round=lambda: reporting.next_window(chunk))
+    samples.update(interleaved_rounds({name: cases[name] for name in (REFUSED_OFF, REFUSED_ON)}, rounds,
+                                      before_round=lambda: reporting.next_window(chunk)))
+    print(f"load average at end: {load()}")
+    print_reporting(samples, reporting)
 
 
 def require_used(validator: Any, tokens: list[str]) -> None:

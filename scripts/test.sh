@@ -47,5 +47,7 @@ echo "== pytest on SQLite"
 TOKENVERSION_TEST_DB=sqlite "$VENV/bin/pytest" -q -m "not keycloak and not postgres and not quickstart" "$@"
 echo "== pytest on PostgreSQL, with the end-to-end tests (real Keycloak, provider and sample service processes)"
 TOKENVERSION_TEST_DB=postgres "$VENV/bin/pytest" -q "$@"
+echo "== benchmark: the per-request cost of service reports (issue 14; prints its ratio, a figure, not a gate: it fails only if the script fails)"
+"$VENV/bin/python" bench/auth_overhead.py --reporting --quick
 echo "== the service side on every supported Django line (nox: Django 5.2 with the lowest declared versions, 6.0, 6.1)"
 "$VENV/bin/nox" --error-on-missing-interpreters

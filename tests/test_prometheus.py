@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,7 @@ from tests.metrics_settings import METRICS_SECRET
 from tests.remote_helpers import Process, django_env, free_port, http_get, wait_until
 from tests.test_claims import MAPPER_SECRET
 from tokenversion_server import services
+from tokenversion_server.models import ServiceCredential
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -198,6 +200,24 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
                    what="the publisher's lag under a second")
         assert prometheus.value("tokenversion_feed_lag_seconds") == 0
 
+        # Provider, service reports (issue 14): one process reports, past the 4 revocations above (lags
+        # observed), with one revoked-token use and one use it dropped.
+        report_key = ServiceCredential.issue("prom-svc", created_by="prometheus-test")[1]
+        now = time.time()
+        report = {"instance": {"host": "prom-host", "pid": 4242, "started_at": now - 60, "store": "feed"},
+                  "freshness": [{"as_of": now, "reached_at": now}],
+                  "uses": [{"at": now, "iss": jwks_server.issuer, "sub": subjects[1], "hit": "version",
+                            "client_address": "203.0.113.9"}],
+                  "dropped": {"uses": 1, "freshness": 0}}
+        status, body = http_post_json(provider.url + "/tokenversion/reports", report,
+                                      {"Authorization": f"Bearer {report_key}"})
+        assert status == 202 and body == {"accepted": {"freshness": 1, "uses": 1}}, body
+        prometheus.wait_for('sum(tokenversion_service_reports_total{status="202"})', 1)
+        prometheus.wait_for('sum(tokenversion_revoked_token_uses_total{service="prom-svc",hit="version"})', 1)
+        prometheus.wait_for("sum(tokenversion_enforcement_lag_seconds_count)", 4)
+        prometheus.wait_for('tokenversion_service_instances{state="live"}', 1)
+        prometheus.wait_for('sum(tokenversion_service_report_dropped_total{service="prom-svc",kind="uses"})', 1)
+
         # Service: decisions by outcome and code, cache hits, store freshness and map size.
         wait_until(lambda: http_get(service.url + "/health")[1]["staleness"] <= 1.0, 10, what="a fresh store")
         fresh_subject = f"prom-{uuid.uuid4().hex[:8]}"
@@ -270,4 +290,4 @@ def test_the_documented_alerts_are_valid_prometheus_rules(tmp_path):
     result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 14 rules found" in result.stdout
+    assert "SUCCESS: 22 rules found" in result.stdout

@@ -30,6 +30,7 @@ from rest_framework.authentication import BaseAuthentication
 from .core.errors import TokenRejected, Unavailable
 from .core.tokens import AccessTokenValidator
 from .core.verifier import ACCEPTED, InternalError, MalformedRequest, Verifier
+from .reporting import report_wsgi_refusal
 from .runtime import get_runtime
 
 logger = logging.getLogger("tokenversion")
@@ -69,10 +70,9 @@ def _verifier() -> Verifier:
 
 
 def _observe(outcome: str) -> None:
-    """The verifier's observer (metrics) hears the outcome: this class runs the steps itself, so it tells."""
-    observer = get_runtime().verifier.observer
-    if observer is not None:
-        observer(outcome)
+    """The verifier's observer (metrics) hears the outcome: this class runs the steps itself, so it tells
+    (and the verifier starts its reporter's thread in the process that serves, when reporting is on)."""
+    get_runtime().verifier.observe(outcome)
 
 
 class TokenVersionAuthentication(BaseAuthentication):
@@ -91,6 +91,8 @@ class TokenVersionAuthentication(BaseAuthentication):
             user = self.get_user(claims)
         except TokenRejected as exc:
             _observe(exc.code)
+            django_request = getattr(request, "_request", request)
+            report_wsgi_refusal(_verifier(), exc, django_request.META, django_request.method, django_request.path)
             setattr(request, _ERROR_ATTR, exc)
             raise exceptions.AuthenticationFailed(
                 {"detail": exc.description, "code": exc.code}, code=exc.code

@@ -35,6 +35,7 @@ from fastapi.security import HTTPBearer
 
 from .core.errors import TokenRejected, Unavailable
 from .core.verifier import Answer, MalformedRequest, Verifier
+from .reporting import report_asgi_refusal
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class TokenVersionBearer(HTTPBearer):
             # A worker thread: the first sight of a token may fetch the JWKS (blocking I/O).
             claims, user = await run_in_threadpool(verifier.verify, raw)
         except (MalformedRequest, TokenRejected, Unavailable) as exc:
+            report_asgi_refusal(verifier, exc, request)
             raise Refused(verifier.answer(exc)) from None
         request.state.user = user
         return Authenticated(claims, user)

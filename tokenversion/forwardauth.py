@@ -36,6 +36,12 @@ from the environment, so they never show in ``ps``:
     TOKENVERSION_LEEWAY          seconds (default 5)                                        --leeway
     TOKENVERSION_ROLES_CLIENT    also take roles from resource_access[client]               --roles-client
     TOKENVERSION_REALM           the challenge's realm (default "api")                      --realm
+    TOKENVERSION_REPORT_URL      the provider's reports endpoint (service reports; off when empty)  --report-url
+    TOKENVERSION_REPORT_KEY      this service's key (create_service_key on the provider)   (environment only)
+    TOKENVERSION_SERVICE_NAME    informational name in the reporter's User-Agent            --service-name
+    TOKENVERSION_REPORT_INTERVAL seconds between reports (default 1)                        --report-interval
+    TOKENVERSION_TRUSTED_PROXIES the gateways whose X-Forwarded-For / X-Forwarded-Method / X-Forwarded-Uri
+                                 describe a refused request (default 127.0.0.1,::1)         --trusted-proxies
     --host (default 127.0.0.1), --port (default 9180)
 
 A configuration error is one line on stderr and exit status 2. No Django is imported here (``lint-imports``).
@@ -60,6 +66,7 @@ from starlette.routing import Route
 
 from .core.errors import ConfigurationError, TokenRejected, Unavailable
 from .core.verifier import MalformedRequest, Verifier
+from .reporting import client_address, is_trusted
 from .standalone import make_verifier
 
 logger = logging.getLogger("tokenversion")
@@ -85,6 +92,26 @@ def identity_headers(claims: Mapping[str, Any], user: Any) -> dict[str, str]:
     }
 
 
+def report_refusal(verifier: Verifier, error: BaseException, request: Request) -> None:
+    """A revoked token's refusal, described from the gateway's forwarded headers when the subrequest comes from a
+    trusted proxy (``TRUSTED_PROXIES``): the client is the right-most ``X-Forwarded-For`` (else ``X-Real-IP``)
+    entry that is not a trusted proxy, the method ``X-Forwarded-Method`` (else ``X-Original-Method``), the path
+    ``X-Forwarded-Uri`` (else ``X-Original-URI``). From any other peer, the subrequest's own values: a client
+    that reaches this service directly cannot put words in a gateway's mouth."""
+    if not verifier.wants_report(error):
+        return
+    trusted = verifier.reporter.trusted_proxies  # type: ignore[union-attr]
+    peer = request.client.host if request.client else None
+    headers = request.headers
+    method, path, address = request.method, request.url.path, peer
+    if peer and is_trusted(peer, trusted):
+        address = client_address(peer, headers.get("x-forwarded-for") or headers.get("x-real-ip"), trusted)
+        method = headers.get("x-forwarded-method") or headers.get("x-original-method") or method
+        path = headers.get("x-forwarded-uri") or headers.get("x-original-uri") or path
+    verifier.report_refusal(error, client_address=address, user_agent=headers.get("user-agent"), method=method,
+                            path=path)
+
+
 def create_app(verifier: Verifier) -> Starlette:
     """The forward-auth ASGI app around ``verifier`` (its store already started)."""
 
@@ -97,6 +124,7 @@ def create_app(verifier: Verifier) -> Starlette:
                 claims, user = await run_in_threadpool(verifier.verify, raw)
                 return Response(status_code=200, headers=identity_headers(claims, user))
         except (MalformedRequest, TokenRejected, Unavailable) as exc:
+            report_refusal(verifier, exc, request)
             answer = verifier.answer(exc)
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
@@ -110,6 +138,8 @@ def create_app(verifier: Verifier) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        if verifier.reporter is not None:
+            verifier.reporter.close()  # one last report, bounded
         close = getattr(verifier.store, "close", None)  # the feed thread ends with the server
         if close is not None:
             close()
@@ -141,6 +171,10 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> argpar
     parser.add_argument("--leeway", type=float, default=float(env("TOKENVERSION_LEEWAY", "5")))
     parser.add_argument("--roles-client", default=env("TOKENVERSION_ROLES_CLIENT"))
     parser.add_argument("--realm", default=env("TOKENVERSION_REALM", "api"))
+    parser.add_argument("--report-url", default=env("TOKENVERSION_REPORT_URL"))
+    parser.add_argument("--service-name", default=env("TOKENVERSION_SERVICE_NAME"))
+    parser.add_argument("--report-interval", type=float, default=float(env("TOKENVERSION_REPORT_INTERVAL", "1.0")))
+    parser.add_argument("--trusted-proxies", default=env("TOKENVERSION_TRUSTED_PROXIES", "127.0.0.1,::1"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9180)
     parser.add_argument("--log-level", default="warning")
@@ -165,7 +199,9 @@ def verifier_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Verif
     return make_verifier(issuer=args.issuer, audience=_list(args.audience), jwks_url=args.jwks_url or None,
                          store=store, store_options=options, leeway=args.leeway,
                          max_token_lifetime=args.max_token_lifetime, roles_client=args.roles_client or None,
-                         realm=args.realm)
+                         realm=args.realm, report_url=args.report_url or None,
+                         report_key=environ.get("TOKENVERSION_REPORT_KEY"), service_name=args.service_name or None,
+                         report_interval=args.report_interval, trusted_proxies=_list(args.trusted_proxies))
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -179,8 +215,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # proxy_headers off: the peer must stay the gateway, whose forwarded headers this service reads itself,
+    # under its own trust rule (report_refusal).
     uvicorn.run(create_app(verifier), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=False)
+                access_log=False, proxy_headers=False)
     return 0
 
 

@@ -84,6 +84,15 @@ STORE_FEED_ERRORS = Counter("tokenversion_store_feed_errors", "Failed rounds of 
                             ["store"])
 STORE_SNAPSHOTS = Counter("tokenversion_store_snapshots", "Snapshots the remote store loaded (start, cursor "
                           "expired, map overflow).", ["store"])
+# Service reports (REPORT_URL; tokenversion.reporting): present only in a process whose reporter exists.
+REPORTS_SENT = Counter("tokenversion_reports_sent", "Service reports the provider accepted (202).")
+REPORTS_FAILED = Counter("tokenversion_reports_failed", "Service reports not accepted: provider unreachable, "
+                         "5xx, 429 (rate limited), 401 (key refused) or 400/413/415 (refused for good).")
+REPORT_USES_SENT = Counter("tokenversion_report_uses_sent", "Revoked-token uses delivered to the provider.")
+REPORT_USES_DROPPED = Counter("tokenversion_report_uses_dropped", "Revoked-token uses lost before delivery: the "
+                              "queue was full (REPORT_QUEUE_SIZE) or the provider refused their report.")
+REPORT_QUEUE = Gauge("tokenversion_report_queue_length", "Revoked-token uses waiting to be reported (summed over "
+                     "live workers).", multiprocess_mode="livesum")
 
 
 def outcome_of(code: str) -> str:
@@ -98,7 +107,8 @@ class ServiceMetrics:
         self._tallies: dict[str, itertools.count] = {}  # outcome -> requests so far, counted in the request
         self._copied: dict[str, int] = {}  # outcome -> what REQUESTS has been given already
         self._sync_lock = threading.Lock()
-        self._seen = {"lookups": 0, "hits": 0, "feed_errors": 0, "snapshots": 0}
+        self._seen = {"lookups": 0, "hits": 0, "feed_errors": 0, "snapshots": 0, "reports_sent": 0,
+                      "reports_failed": 0, "uses_sent": 0, "uses_dropped": 0}
         self._started = False
         self._closed = threading.Event()
         ref = weakref.WeakMethod(self._forked)
@@ -162,6 +172,13 @@ class ServiceMetrics:
         if validator is not None:
             self._add(CACHE_LOOKUPS, "lookups", getattr(validator, "cache_lookups", 0))
             self._add(CACHE_HITS, "hits", getattr(validator, "cache_hits", 0))
+        reporter = getattr(runtime, "_reporter", None)
+        if reporter is not None:
+            self._add(REPORTS_SENT, "reports_sent", reporter.stats["reports_sent"])
+            self._add(REPORTS_FAILED, "reports_failed", reporter.stats["reports_failed"])
+            self._add(REPORT_USES_SENT, "uses_sent", reporter.stats["uses_sent"])
+            self._add(REPORT_USES_DROPPED, "uses_dropped", reporter.uses_dropped)
+            REPORT_QUEUE.set(reporter.queue_length)
         store = runtime._store
         staleness = getattr(store, "staleness", None)
         if staleness is None:

@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .core.errors import TokenRejected, Unavailable
 from .core.verifier import Answer, MalformedRequest
+from .reporting import report_wsgi_refusal
 from .runtime import get_runtime
 
 _DONE = "_tokenversion_checked"
@@ -42,6 +43,7 @@ def authenticate_request(request: HttpRequest) -> HttpResponse | None:
     try:
         result = verifier.authenticate(request.META.get("HTTP_AUTHORIZATION"))
     except (MalformedRequest, TokenRejected, Unavailable) as exc:
+        report_wsgi_refusal(verifier, exc, request.META, request.method, request.path)
         return refusal(verifier.answer(exc))
     setattr(request, _DONE, True)
     if result is not None:

@@ -23,6 +23,7 @@ from ninja.security import HttpBearer
 from .core.errors import TokenRejected, Unavailable
 from .core.verifier import MalformedRequest
 from .middleware import refusal
+from .reporting import report_wsgi_refusal
 from .runtime import get_runtime
 
 
@@ -45,6 +46,7 @@ class TokenVersionBearer(HttpBearer):
 
 def _answer(request: HttpRequest, exc: Exception) -> HttpResponse:
     verifier = get_runtime().verifier
+    report_wsgi_refusal(verifier, exc, request.META, request.method, request.path)
     return refusal(verifier.answer(None if isinstance(exc, AuthenticationError) else exc))
 
 

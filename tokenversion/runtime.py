@@ -8,6 +8,7 @@ provider's back-channel receiver share it, so a process holds one JWKS client an
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,10 +16,14 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from .conf import TokenVersionSettings, get_settings, on_reset
+from .core.errors import ConfigurationError
 from .core.revocation import RevocationStore
 from .core.tokens import AccessTokenValidator
 from .core.verifier import Verifier
+from .reporting import Reporter
 from .users import TokenUser
+
+logger = logging.getLogger("tokenversion")
 
 
 class Runtime:
@@ -30,6 +35,7 @@ class Runtime:
         self._validator: AccessTokenValidator | None = None
         self._store: RevocationStore | None = None
         self._verifier: Verifier | None = None
+        self._reporter: Reporter | None = None
 
     @property
     def validator(self) -> AccessTokenValidator:
@@ -53,10 +59,31 @@ class Runtime:
             with self._lock:
                 if self._verifier is None:
                     conf = self.settings
+                    self._reporter = self.build_reporter()
                     self._verifier = Verifier(self.validator, self.store, conf.revocation_policy(),
                                               self.user_factory(), realm=conf.www_authenticate_realm,
-                                              observer=self.observer())
+                                              observer=self.observer(), reporter=self._reporter)
         return self._verifier
+
+    @property
+    def reporter(self) -> Reporter | None:
+        """The service reports' sender (``REPORT_URL``), once the verifier is built; ``None`` when off."""
+        return self._reporter
+
+    def build_reporter(self) -> Reporter | None:
+        """``REPORT_URL``: a reporter over this runtime's store; its thread starts with the first request.
+        A reporting misconfiguration (also system check E053) is logged and reporting stays off: it must never
+        take requests down."""
+        conf = self.settings
+        if not conf.report_url:
+            return None
+        try:
+            return Reporter(conf.report_url, conf.report_key or "", store=self.store,
+                            service_name=conf.service_name, interval=conf.report_interval,
+                            queue_size=conf.report_queue_size, trusted_proxies=conf.trusted_proxies)
+        except ConfigurationError as exc:
+            logger.error("service reports are off: %s", exc)
+            return None
 
     def use_validator(self, validator: AccessTokenValidator) -> None:
         """Put ``validator`` in place of the runtime's (benchmarks compare a fresh one with a warm one)."""
@@ -89,6 +116,9 @@ class Runtime:
         return user_for
 
     def close(self) -> None:
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.close()
         observer_close = getattr(getattr(self._verifier, "observer", None), "close", None)
         if observer_close is not None:
             observer_close()

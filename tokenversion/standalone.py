@@ -64,12 +64,17 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
                   require_version_claim: bool = True, check_logout_time: bool = False,
                   roles_client: str | None = None,
                   user_factory: Callable[[Mapping[str, Any]], Any] | None = None, realm: str = "api",
-                  observer: Callable[[str], None] | None = None, **token_options: Any) -> Verifier:
+                  observer: Callable[[str], None] | None = None, report_url: str | None = None,
+                  report_key: str | None = None, service_name: str | None = None, report_interval: float = 1.0,
+                  report_queue_size: int = 1000, trusted_proxies: Sequence[str] = (),
+                  **token_options: Any) -> Verifier:
     """One process's verifier. ``user_factory(claims)`` defaults to a ``TokenUser`` (roles from
     ``realm_access`` and, with ``roles_client``, that client's ``resource_access``). ``token_options`` are
     the rest of ``TokenPolicy`` (``max_token_bytes``, ``jwks_lifespan``, ``jwks_timeout``, ...). ``observer``
     hears each decision (``"accepted"`` or the refusal's code), as ``TOKENVERSION["METRICS"]`` wires it for
-    the Django doors."""
+    the Django doors. ``report_url`` and ``report_key`` turn on service reports (``tokenversion.reporting``;
+    the ``REPORT_*`` settings of the Django doors); ``trusted_proxies`` are the addresses whose forwarded headers
+    name a refused request's client (the forward-auth service's gateways)."""
     problems = []
     if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
         problems.append("issuer must be the realm's URL (the tokens' exact iss)")
@@ -78,6 +83,10 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
         problems.append("audience is required (this service's client id in the tokens' aud)")
     if max_token_lifetime is not None and not max_token_lifetime > 0:
         problems.append("max_token_lifetime must be positive (or None)")
+    if report_url:
+        from .reporting import check_report_options
+
+        problems.extend(check_report_options(report_url, report_key, report_interval, report_queue_size))
     if problems:
         raise ConfigurationError("; ".join(problems))
     issuer = issuer.rstrip("/")  # as the TOKENVERSION setting does
@@ -91,4 +100,12 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
     if user_factory is None:
         def user_factory(claims: Mapping[str, Any]) -> TokenUser:
             return TokenUser(claims, roles_client)
-    return Verifier(AccessTokenValidator(policy), built, revocation, user_factory, realm=realm, observer=observer)
+    reporter = None
+    if report_url:
+        from .reporting import Reporter
+
+        reporter = Reporter(report_url, report_key or "", store=built, service_name=service_name,
+                            interval=report_interval, queue_size=report_queue_size,
+                            trusted_proxies=trusted_proxies)
+    return Verifier(AccessTokenValidator(policy), built, revocation, user_factory, realm=realm, observer=observer,
+                    reporter=reporter)

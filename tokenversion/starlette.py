@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 
 from .core.errors import TokenRejected, Unavailable
 from .core.verifier import Answer, MalformedRequest, Verifier
+from .reporting import report_asgi_refusal
 
 SCOPE_KEY = "tokenversion.verifier"
 
@@ -77,6 +78,7 @@ class TokenVersionBackend(AuthenticationBackend):
             # jwks_timeout); the event loop keeps serving meanwhile.
             claims, user = await run_in_threadpool(verifier.verify, raw)
         except (MalformedRequest, TokenRejected, Unavailable) as exc:
+            report_asgi_refusal(verifier, exc, conn)
             raise Refused(verifier.answer(exc)) from None
         return TokenCredentials(claims), user
 

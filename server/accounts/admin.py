@@ -180,9 +180,10 @@ class KeycloakUserAdmin(admin.ModelAdmin):
     list_display_links = ("username",)
     search_fields = ("username", "email", "subject")
     list_filter = ("issuer",)
-    readonly_fields = ("issuer", "subject", "first_seen", "last_seen", "token_version", "last_logout_time")
+    readonly_fields = ("issuer", "subject", "first_seen", "last_seen", "token_version", "last_logout_time",
+                       "revocation_enforcement", "revoked_token_uses")
     fields = ("issuer", "subject", "username", "email", "last_client_id", "token_version",
-              "last_logout_time", "first_seen", "last_seen")
+              "last_logout_time", "first_seen", "last_seen", "revocation_enforcement", "revoked_token_uses")
     actions = [revoke_for_logout, revoke_for_compromise]
     ordering = ("username",)
 
@@ -213,3 +214,13 @@ class KeycloakUserAdmin(admin.ModelAdmin):
     @admin.display(description="last seen", ordering="last_seen")
     def seen(self, obj):
         return admin_pages.compact_time(obj.last_seen)
+
+    @admin.display(description="revocations enforced")
+    def revocation_enforcement(self, obj):
+        """Each of the user's latest revocations: by how many live service processes, how fast (issue 14)."""
+        return admin_pages.subject_enforcement_html(obj.issuer, obj.subject)
+
+    @admin.display(description="revoked-token uses")
+    def revoked_token_uses(self, obj):
+        """The user's revoked tokens presented to services since: security events (issue 14)."""
+        return admin_pages.subject_uses_html(obj.issuer, obj.subject)

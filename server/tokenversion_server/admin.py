@@ -16,7 +16,16 @@ from django.utils.text import Truncator
 from tokenversion.conf import get_settings
 
 from . import admin_pages, services
-from .models import ApiKey, RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from .models import (
+    ApiKey,
+    RealmRevocation,
+    RevocationEvent,
+    RevokedSession,
+    RevokedTokenUse,
+    ServiceCredential,
+    ServiceInstance,
+    SubjectVersion,
+)
 
 REVOKE_PERMISSION = "tokenversion_server.revoke_tokens"
 
@@ -39,7 +48,14 @@ class RevocationEventAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
     list_filter = ("scope", "reason", "actor_type")
     search_fields = ("subject", "session_id", "actor", "note")
     date_hierarchy = "created_at"
-    readonly_fields = ("user",)
+    readonly_fields = ("user", "enforcement")
+
+    @admin.display(description="enforcement")
+    def enforcement(self, obj):
+        """Which service processes enforce this revocation, and how fast (docs/revocation.md)."""
+        from .enforcement import enforcement
+
+        return admin_pages.enforcement_html(enforcement(obj))
 
     @admin.display(description="when", ordering="created_at")
     def when(self, obj):
@@ -332,3 +348,166 @@ class ApiKeyAdmin(admin.ModelAdmin):
         by = f"admin: {request.user.get_username()}"
         done = sum(key.revoke(by) for key in queryset)
         self.message_user(request, f"{done} API key(s) revoked; they no longer authenticate.", messages.SUCCESS)
+
+
+
+# --- service reports (issue 14) --------------------------------------------------------------------------
+
+
+@admin.register(ServiceCredential)
+class ServiceCredentialAdmin(admin.ModelAdmin):
+    """The keys services report with. Made with ``manage.py create_service_key`` (which prints the key once);
+    listed and revoked here. The key itself is never stored, so never shown."""
+
+    list_display = ("name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix")
+    fields = ("name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
+    readonly_fields = fields
+    actions = ["revoke_keys"]
+
+    @staticmethod
+    def _may_manage(request) -> bool:
+        return request.user.is_active and request.user.has_perm(REVOKE_PERMISSION)
+
+    def has_module_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._may_manage(request)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # manage.py create_service_key: the key goes to a deployment's secrets, not a web page
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    @admin.action(description="Revoke the selected service keys", permissions=["revoke"])
+    def revoke_keys(self, request, queryset) -> None:
+        by = f"admin: {request.user.get_username()}"
+        done = sum(key.revoke(by) for key in queryset)
+        self.message_user(request, f"{done} service key(s) revoked; their reports are refused (401).",
+                          messages.SUCCESS)
+
+
+class InstanceStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("live", "live"), ("behind", "behind"), ("silent", "silent"), ("gone", "gone")]
+
+    def queryset(self, request, queryset):
+        import datetime as dt
+
+        from django.db.models import Max, Q
+        from django.utils import timezone
+
+        from .conf import get_server_settings
+
+        conf = get_server_settings()
+        now = timezone.now()
+        live_since = now - dt.timedelta(seconds=conf.service_live_window)
+        forget = now - dt.timedelta(seconds=conf.service_forget_after)
+        latest = RevocationEvent.objects.aggregate(at=Max("created_at"))["at"]
+        late = Q(last_as_of__isnull=True) | Q(last_as_of__lt=latest) if latest else Q(pk__in=[])
+        if self.value() == "live":
+            return queryset.filter(last_report_at__gte=live_since).exclude(late)
+        if self.value() == "behind":
+            return queryset.filter(late, last_report_at__gte=live_since)
+        if self.value() == "silent":
+            return queryset.filter(last_report_at__lt=live_since, last_report_at__gte=forget)
+        if self.value() == "gone":
+            return queryset.filter(last_report_at__lt=forget)
+        return queryset
+
+
+@admin.register(ServiceInstance)
+class ServiceInstanceAdmin(ReadOnlyAdmin):
+    """Every service process that reported: live (enforcing the latest revocation), behind, silent or gone."""
+
+    list_display = ("service", "process", "state", "store", "enforces_until", "last_report", "started",
+                    "dropped")
+    list_filter = (InstanceStateFilter, "service", "store")
+    search_fields = ("service", "host")
+    ordering = ("-last_report_at",)
+
+    def get_changelist_instance(self, request):
+        from django.db.models import Max
+
+        cl = super().get_changelist_instance(request)
+        latest = RevocationEvent.objects.aggregate(at=Max("created_at"))["at"]
+        for row in cl.result_list:
+            row._tv_latest = latest
+        return cl
+
+    @admin.display(description="process", ordering="host")
+    def process(self, obj) -> str:
+        return f"{obj.host}:{obj.pid}"
+
+    @admin.display(description="state")
+    def state(self, obj):
+        from .enforcement import state_of
+
+        latest = getattr(obj, "_tv_latest", None)
+        if not hasattr(obj, "_tv_latest"):
+            from django.db.models import Max
+
+            latest = RevocationEvent.objects.aggregate(at=Max("created_at"))["at"]
+        state = state_of(obj, latest)
+        return format_html('<span class="tv-state tv-state-{}">{}</span>', state, state)
+
+    @admin.display(description="enforces revocations until", ordering="last_as_of")
+    def enforces_until(self, obj):
+        return admin_pages.compact_time(obj.last_as_of, seconds=True)
+
+    @admin.display(description="last report", ordering="last_report_at")
+    def last_report(self, obj):
+        return admin_pages.compact_time(obj.last_report_at, seconds=True)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return admin_pages.compact_time(obj.started_at)
+
+    @admin.display(description="dropped (uses/points)")
+    def dropped(self, obj) -> str:
+        return f"{obj.dropped_uses}/{obj.dropped_freshness}"
+
+
+@admin.register(RevokedTokenUse)
+class RevokedTokenUseAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
+    """Revoked tokens presented to services: security events, append-only (docs/operations.md)."""
+
+    list_display = ("when", "user", "service", "hit", "client_address", "agent", "request_line", "revocation_link")
+    list_filter = ("service", "hit")
+    search_fields = ("subject", "session_id", "jti", "client_address", "service")
+    date_hierarchy = "at"
+    readonly_fields = ("user",)
+    list_select_related = ("revocation",)
+
+    @admin.display(description="when", ordering="at")
+    def when(self, obj):
+        return admin_pages.compact_time(obj.at, seconds=True)
+
+    @admin.display(description="user agent")
+    def agent(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.user_agent, Truncator(obj.user_agent).chars(24))
+
+    @admin.display(description="request")
+    def request_line(self, obj):
+        text = f"{obj.method} {obj.path}".strip()
+        return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(32))
+
+    @admin.display(description="revocation hit")
+    def revocation_link(self, obj):
+        if obj.revocation is None:
+            return "—"
+        url = reverse("admin:tokenversion_server_revocationevent_change", args=[obj.revocation_id])
+        return format_html('<a href="{}">{} ({})</a>', url, obj.revocation.get_reason_display(),
+                           admin_pages.compact_time(obj.revocation.created_at, seconds=True))

@@ -185,3 +185,63 @@ def confirmation(request, modeladmin, *, title: str, confirm_label: str, cancel_
         **(extra or {}),
     }
     return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+
+# --- service reports: enforcement and revoked-token uses (issue 14) ----------------------------------------
+
+USES_SHOWN = 20  # revoked-token uses on a user's page (the full list is the "Revoked-token uses" page)
+EVENTS_SHOWN = 5  # revocation events whose enforcement a user's page shows
+
+
+def _instance_label(entry) -> str:
+    i = entry.instance
+    return f"{i.service} {i.host}:{i.pid}"
+
+
+def enforcement_html(found):
+    """One revocation event's enforcement: the sentence, then the behind and silent processes by name."""
+    from django.utils.html import format_html_join
+
+    parts = [format_html("<strong>{}</strong>", found.summary())]
+    for title, entries in (("behind", found.behind), ("silent", found.silent)):
+        if entries:
+            items = format_html_join(", ", '<span title="last report {}">{}</span>{}', (
+                (timezone.localtime(e.instance.last_report_at).isoformat(timespec="seconds"), _instance_label(e),
+                 " (enforces it)" if e.enforced else "") for e in entries))
+            parts.append(format_html('<br><span class="tv-quiet">{}:</span> {}', title, items))
+    from django.utils.safestring import mark_safe
+
+    return mark_safe("".join(str(p) for p in parts))  # noqa: S308 (every part is format_html output)
+
+
+def subject_enforcement_html(issuer: str, subject: str):
+    """The enforcement of the latest revocation events of one user (their page in the admin)."""
+    from django.utils.safestring import mark_safe
+
+    from .enforcement import enforcement
+    from .models import RevocationEvent
+
+    events = list(RevocationEvent.objects.filter(issuer=issuer, subject=subject)[:EVENTS_SHOWN])
+    if not events:
+        return "no revocation yet"
+    rows = [format_html("<li>{} {}: {}</li>", compact_time(e.created_at, seconds=True), e.get_reason_display(),
+                        enforcement_html(enforcement(e))) for e in events]
+    return mark_safe('<ul class="tv-list">' + "".join(str(r) for r in rows) + "</ul>")  # noqa: S308
+
+
+def subject_uses_html(issuer: str, subject: str):
+    """The latest revoked-token uses of one user, and a link to all of them."""
+    from django.urls import reverse
+    from django.utils.safestring import mark_safe
+
+    from .models import RevokedTokenUse
+
+    uses = list(RevokedTokenUse.objects.filter(issuer=issuer, subject=subject)[:USES_SHOWN])
+    if not uses:
+        return "none"
+    rows = [format_html("<li>{} <strong>{}</strong> from {} ({}) {} {} — hit {}</li>",
+                        compact_time(u.at, seconds=True), u.service, u.client_address or "?",
+                        u.user_agent or "no user agent", u.method, u.path, u.get_hit_display()) for u in uses]
+    link = format_html('<a href="{}?subject={}">every use</a>',
+                       reverse("admin:tokenversion_server_revokedtokenuse_changelist"), subject)
+    return mark_safe('<ul class="tv-list">' + "".join(str(r) for r in rows) + "</ul>" + str(link))  # noqa: S308

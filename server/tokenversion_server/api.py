@@ -162,7 +162,27 @@ class AsciiJSONRenderer(renderers.JSONRenderer):
 _REST_ERROR_CODES = {exceptions.ValidationError: "invalid_request", exceptions.ParseError: "invalid_request"}
 
 
-class RevocationApiView(APIView):
+class ProviderApiView(APIView):
+    """The REST API's error answers: a stable ``code`` in each, ``no-store``, and a database outage a 503."""
+
+    def handle_exception(self, exc):
+        """A database outage (here or in authentication) is a 503 JSON answer to retry, never a 500."""
+        if isinstance(exc, DatabaseError):
+            logger.exception("database error in the revocation API")
+            set_rollback()
+            return Response(
+                {"detail": "the provider's database is unavailable, nothing was revoked",
+                 "code": "unavailable"},
+                status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
+            )
+        response = super().handle_exception(exc)
+        if isinstance(response.data, dict) and "code" not in response.data:
+            response.data["code"] = _REST_ERROR_CODES.get(type(exc), getattr(exc, "default_code", "error"))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class RevocationApiView(ProviderApiView):
     """``POST /tokenversion/revocations``: revoke a user, a session or the realm (SIEM, support tools).
 
     Callers authenticate with an API key (``Authorization: Token ...``, ``ApiKey``) or an admin session, and need the
@@ -202,18 +222,32 @@ class RevocationApiView(APIView):
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return Response(revocation_payload(rev), status=201, headers={"Cache-Control": "no-store"})
 
-    def handle_exception(self, exc):
-        """A database outage (here or in authentication) is a 503 JSON answer to retry, never a 500."""
-        if isinstance(exc, DatabaseError):
-            logger.exception("database error in the revocation API")
-            set_rollback()
-            return Response(
-                {"detail": "the provider's database is unavailable, nothing was revoked",
-                 "code": "unavailable"},
-                status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"},
-            )
-        response = super().handle_exception(exc)
-        if isinstance(response.data, dict) and "code" not in response.data:
-            response.data["code"] = _REST_ERROR_CODES.get(type(exc), getattr(exc, "default_code", "error"))
-        response["Cache-Control"] = "no-store"
-        return response
+
+
+class CanReadEnforcement(permissions.BasePermission):
+    message = "the tokenversion_server.revoke_tokens or tokenversion_server.view_revocationevent permission is required"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and (
+            user.has_perm("tokenversion_server.revoke_tokens")
+            or user.has_perm("tokenversion_server.view_revocationevent")))
+
+
+class EnforcementApiView(ProviderApiView):
+    """``GET /tokenversion/revocations/<id>/enforcement``: which service processes enforce that revocation, and
+    how fast (docs/revocation.md). ``audit_id`` of the revocation POST's answer is the id. Separate from the POST,
+    which answers at commit, before any service can have enforced anything."""
+
+    authentication_classes = [ApiKeyAuthentication, authentication.SessionAuthentication]
+    permission_classes = [CanReadEnforcement]
+    renderer_classes = [AsciiJSONRenderer]
+
+    def get(self, request, event_id: int) -> Response:
+        from .enforcement import enforcement
+
+        event = RevocationEvent.objects.filter(pk=event_id).first()
+        if event is None:
+            raise exceptions.NotFound({"detail": "no such revocation event", "code": "not_found"})
+        return Response(enforcement(event).as_dict(), headers={"Cache-Control": "no-store"})
+

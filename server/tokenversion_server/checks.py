@@ -23,7 +23,7 @@ def check_provider_settings(app_configs=None, **kwargs):
         conf = get_server_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError) as exc:
         return [Error(str(exc), id="tokenversion.E000")]  # the same id: these settings cannot be read
-    return _check_server(conf) + _check_signing_key(conf)
+    return _check_server(conf) + _check_signing_key(conf) + _check_security_webhook(conf)
 
 
 def _check_server(conf):
@@ -74,3 +74,32 @@ def _check_signing_key(conf):
             return [Warning(f"The feed signing key file {key!r} can be read by other users (mode "
                             f"{mode & 0o777:o}).", hint="chmod 600 it.", id="tokenversion.W021")]
     return []
+
+
+def _check_security_webhook(conf):
+    """E050: a webhook URL without a secret (nothing would be sent: the body must be signed); E051: a URL that
+    is not http(s); W050: a short secret; W051: plain HTTP to another host (the events name users and
+    addresses)."""
+    url, secret = conf.security_webhook_url, conf.security_webhook_secret
+    if not url:
+        return []
+    found = []
+    if not secret:
+        found.append(Error("TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] is set without SECURITY_WEBHOOK_SECRET: "
+                           "security events are not sent unsigned, so none is sent.",
+                           hint="Set SECURITY_WEBHOOK_SECRET (32 characters or more) and give it to the receiver "
+                                "(docs/operations.md, \"Security events\").", id="tokenversion.E050"))
+    elif len(secret) < 32:
+        found.append(Warning("TOKENVERSION_SERVER['SECURITY_WEBHOOK_SECRET'] is shorter than 32 characters.",
+                             id="tokenversion.W050"))
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        found.append(Error(f"TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] {url!r} is not an http(s) URL: no "
+                           "security event is sent.", id="tokenversion.E051"))
+    elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        found.append(Warning("TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] is plain HTTP to another host: the "
+                             "events (users, client addresses) cross the network readable.",
+                             hint="Use https.", id="tokenversion.W051"))
+    return found

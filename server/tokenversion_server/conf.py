@@ -77,6 +77,26 @@ class ServerSettings(Settings):
     redis_channel: str = setting("REDIS_CHANNEL", "tokenversion:revocations", required_str,
                                  "the pub/sub channel")
     publish_interval: float = setting("PUBLISH_INTERVAL", 0.2, number(0), "seconds between the publisher's heartbeats")
+    # Service reports (issue 14; docs/contract.md "Service reports", docs/operations.md).
+    service_live_window: float = setting("SERVICE_LIVE_WINDOW", 15.0, number(1),
+                                         "a service instance that reported within these seconds is live")
+    service_forget_after: float = setting("SERVICE_FORGET_AFTER", 3600.0, number(1),
+                                          "seconds a silent instance stays listed as silent, then is gone")
+    reports_per_minute_per_instance: int = setting("REPORTS_PER_MINUTE_PER_INSTANCE", 120, integer(1),
+                                        "reports one service process may send per minute (then 429)")
+    reports_per_minute_per_service: int = setting("REPORTS_PER_MINUTE_PER_SERVICE", 3000, integer(1),
+                                       "reports one service key may send per minute, all its processes (then 429)")
+    enforcement_retention: float = setting("ENFORCEMENT_RETENTION", 7 * 86400.0, number(60),
+                                           "seconds freshness points are kept (enforcement of older events "
+                                           "is no longer measured)")
+    security_webhook_url: str | None = setting("SECURITY_WEBHOOK_URL", None, optional_str,
+                                               "where revoked-token uses are POSTed (signed), off when empty")
+    security_webhook_secret: str | None = setting("SECURITY_WEBHOOK_SECRET", None, optional_str,
+                                                  "HMAC-SHA256 key signing the webhook's body")
+    security_webhook_queue_size: int = setting("SECURITY_WEBHOOK_QUEUE_SIZE", 1000, integer(1),
+                                               "security events waiting for the webhook per process (then dropped)")
+    security_webhook_timeout: float = setting("SECURITY_WEBHOOK_TIMEOUT", 5.0, number(0.1),
+                                              "seconds one webhook delivery may take")
 
 
 def read(service: Mapping[str, Any] | None, server: Mapping[str, Any] | None) -> ServerSettings:

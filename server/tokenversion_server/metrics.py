@@ -31,7 +31,7 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from tokenversion.metrics import metrics_response
@@ -56,6 +56,44 @@ FEED_IN_PROGRESS = Gauge(
     ["endpoint"],
     multiprocess_mode="livesum",
 )
+
+# Service reports (issue 14): counted by the process that answered the report (every worker's, in
+# multi-process mode); the instances' states are computed at scrape time (ProviderCollector._instances).
+REPORTS = Counter(
+    "tokenversion_service_reports",
+    "Service reports answered by POST /tokenversion/reports, by HTTP status (202 accepted; 4xx refused).",
+    ["status"],
+)
+ENFORCEMENT_LAG = Histogram(
+    "tokenversion_enforcement_lag_seconds",
+    "Per revocation event and service process: seconds from the event's commit time to the process's first "
+    "report enforcing it (the service's clock).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+REVOKED_TOKEN_USES = Counter(
+    "tokenversion_revoked_token_uses",
+    "Revoked tokens presented to a service and refused there (security events), by service and by what "
+    "refused them.",
+    ["service", "hit"],
+)
+SERVICE_DROPPED = Counter(
+    "tokenversion_service_report_dropped",
+    "What services say they lost before it reached the provider (their bounded queue was full or the "
+    "provider unreachable), by service and kind (uses, freshness).",
+    ["service", "kind"],
+)
+WEBHOOK_DELIVERED = Counter(
+    "tokenversion_security_webhook_delivered",
+    "Security events the webhook receiver accepted (2xx).",
+)
+WEBHOOK_DROPPED = Counter(
+    "tokenversion_security_webhook_dropped",
+    "Security events not delivered to the webhook, by reason: queue_full (the process's queue was full), "
+    "delivery_failed (the receiver failed four times).",
+    ["reason"],
+)
+for _reason in ("queue_full", "delivery_failed"):
+    WEBHOOK_DROPPED.labels(_reason)
 
 
 def timed_claims(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -120,6 +158,7 @@ class ProviderCollector:
         using = feed_using()
         yield from self._revocations(using)
         yield from self._feed_lag(using)
+        yield from self._instances()
         server = get_server_settings()
         if server.redis_url:
             yield from self._publisher(using, server.redis_url, server.redis_channel)
@@ -157,6 +196,18 @@ class ProviderCollector:
         yield GaugeMetricFamily("tokenversion_feed_lag_seconds", "How long the feed's settled cursor has been "
                                 "held back: age of the oldest open transaction that wrote an audit row (0: "
                                 "none).", value=lag)
+
+    def _instances(self) -> Iterator[Metric]:
+        from .enforcement import instance_states
+
+        family = GaugeMetricFamily("tokenversion_service_instances", "Service processes by state: live (reported "
+                                   "within SERVICE_LIVE_WINDOW and enforcing the latest revocation), behind (live, "
+                                   "not yet enforcing it), silent (stopped reporting, within SERVICE_FORGET_AFTER).",
+                                   labels=["state"])
+        counts = Tally(state for _, state in instance_states())
+        for state in ("live", "behind", "silent"):
+            family.add_metric([state], counts.get(state, 0))
+        yield family
 
     def _publisher(self, using: str, redis_url: str, channel: str) -> Iterator[Metric]:
         from .publish import redis_client, status_key

@@ -246,3 +246,168 @@ class ApiKey(models.Model):
             revoked_at=timezone.now(), revoked_by=by[:255])
         self.refresh_from_db(fields=["revoked_at", "revoked_by"])
         return bool(changed)
+
+
+# --- service reports (issue 14; docs/contract.md "Service reports") -------------------------------------------
+
+# Service keys: "tvs_" and 43 letters and digits (256 random bits); the first 12 characters find the row.
+SERVICE_KEY_PREFIX = "tvs_"
+_SERVICE_KEY = re.compile(r"tvs_[0-9A-Za-z]{43}")
+# A service's name: what the admin, the metrics (a label) and the security events call it.
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class ServiceCredentialQuerySet(models.QuerySet):
+    def authenticate(self, key: str) -> ServiceCredential | None:
+        """The active credential ``key`` is, or None; compared in constant time, as ``ApiKey`` keys are."""
+        if not _SERVICE_KEY.fullmatch(key):
+            return None
+        digest = key_hash(key)
+        found = None
+        for candidate in self.filter(prefix=key[:12], revoked_at__isnull=True):
+            if hmac.compare_digest(candidate.key_hash, digest):
+                found = candidate
+        return found
+
+
+class ServiceCredential(models.Model):
+    """The key one service reports with (``POST /tokenversion/reports``). The service's name comes from the
+    key, never from a report's body, so a service can report only about itself. At most one active key per
+    name; revoked keys stay listed. Only the key's SHA-256 is stored."""
+
+    name = models.CharField(max_length=100, help_text="the service's name, e.g. 'orders-api'")
+    prefix = models.CharField(max_length=12, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=255, blank=True, default="", editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by = models.CharField(max_length=255, blank=True, default="", editable=False)
+    # The rate limit's fixed window (minutes since the epoch) and the reports counted in it: a row all
+    # provider workers share, updated under a row lock (reports.rate_limit).
+    rate_window = models.BigIntegerField(default=0, editable=False)
+    rate_count = models.IntegerField(default=0, editable=False)
+
+    objects = ServiceCredentialQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "service key"
+        ordering = ["name", "-created_at"]
+        default_permissions = ()  # managed with revoke_tokens (admin.ServiceCredentialAdmin), like ApiKey
+        constraints = [models.UniqueConstraint(fields=["name"], condition=models.Q(revoked_at__isnull=True),
+                                               name="tv_service_key_one_active")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, name: str, created_by: str) -> tuple[ServiceCredential, str]:
+        """A new key for service ``name``: the row (hash only) and the key, which the caller shows once."""
+        key = SERVICE_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(43))
+        credential = cls(name=name, prefix=key[:12], key_hash=key_hash(key), created_by=created_by[:255])
+        credential.save(force_insert=True)
+        return credential, key
+
+    def revoke(self, by: str) -> bool:
+        changed = ServiceCredential.objects.filter(pk=self.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=by[:255])
+        self.refresh_from_db(fields=["revoked_at", "revoked_by"])
+        return bool(changed)
+
+
+class ServiceInstance(models.Model):
+    """One service process, as its reports name it: a restarted process is a new instance.
+
+    ``last_as_of`` is the latest ``as_of`` it reported: it has enforced every revocation committed before
+    that instant. Its first-enforcement times are in ``FreshnessPoint`` (kept only where they decide one).
+    """
+
+    service = models.CharField(max_length=100, db_index=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    store = models.CharField(max_length=32)
+    first_report_at = models.DateTimeField()
+    last_report_at = models.DateTimeField(db_index=True)  # the provider's clock
+    last_as_of = models.DateTimeField(null=True, blank=True)
+    last_reached_at = models.DateTimeField(null=True, blank=True)
+    client_address = models.CharField(max_length=45, blank=True, default="")
+    reports = models.PositiveBigIntegerField(default=0)
+    dropped_uses = models.PositiveBigIntegerField(default=0)
+    dropped_freshness = models.PositiveBigIntegerField(default=0)
+    # The per-instance rate limit's window and count (see ServiceCredential).
+    rate_window = models.BigIntegerField(default=0)
+    rate_count = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name = "service instance"
+        ordering = ["service", "host", "pid"]
+        constraints = [models.UniqueConstraint(fields=["service", "host", "pid", "started_at"],
+                                               name="tv_service_instance_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.host}:{self.pid}"
+
+
+class FreshnessPoint(models.Model):
+    """A freshness point that made an instance enforce at least one revocation event for the first time:
+    at ``reached_at`` (the service's clock) it enforced everything committed before ``as_of``. Heartbeats
+    that moved past no event are not stored (only ``ServiceInstance.last_as_of`` moves), so the table grows
+    with revocations, not with time; ``reports.purge`` drops points older than the retention."""
+
+    instance = models.ForeignKey(ServiceInstance, on_delete=models.CASCADE, related_name="points")
+    as_of = models.DateTimeField()
+    reached_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["instance", "as_of"], name="tv_point_instance_as_of")]
+
+
+class RevokedTokenUse(models.Model):
+    """A revoked token presented to a service and refused there: a security event, append-only like the
+    audit trail. ``service`` is the reporting key's name; ``revocation`` the event it most likely hit."""
+
+    class Hit(models.TextChoices):
+        VERSION = "version", "token version"
+        SESSION = "session", "session"
+        REALM = "realm", "realm"
+        LOGOUT_TIME = "logout_time", "logout time"
+        UNKNOWN = "unknown", "unknown"
+
+    service = models.CharField(max_length=100, db_index=True)
+    instance = models.ForeignKey(ServiceInstance, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    session_id = models.CharField(max_length=255, blank=True, default="")
+    jti = models.CharField(max_length=255, blank=True, default="")
+    token_version = models.BigIntegerField(null=True, blank=True)
+    hit = models.CharField(max_length=16, choices=Hit.choices)
+    client_address = models.CharField(max_length=45, blank=True, default="")
+    user_agent = models.CharField(max_length=256, blank=True, default="")
+    method = models.CharField(max_length=16, blank=True, default="")
+    path = models.CharField(max_length=512, blank=True, default="")
+    at = models.DateTimeField(db_index=True)  # the service's clock
+    received_at = models.DateTimeField()
+    revocation = models.ForeignKey(RevocationEvent, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+
+    objects = AppendOnlyManager()
+
+    class Meta:
+        base_manager_name = "objects"
+        ordering = ["-at", "-id"]
+        verbose_name = "revoked-token use"
+        default_permissions = ("view",)
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("revoked-token uses are append-only")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("revoked-token uses are append-only")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.service} {self.subject or '?'} ({self.hit})"

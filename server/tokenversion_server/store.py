@@ -63,6 +63,13 @@ class DatabaseStore:
         if subject is None and session_id is None:
             self._realms.discard(issuer)
 
+    def freshness(self) -> tuple[float, float]:
+        """For service reports (``tokenversion.reporting``): ``(as_of, reached_at)``, wall-clock seconds. Every
+        answer is read at request time or cached for at most ``cache_ttl`` after its read began, so every
+        revocation committed before ``now - cache_ttl`` is enforced now (with ``CACHE_TTL`` 0: ``now``)."""
+        now = time.time()
+        return now - self.cache_ttl, now
+
     def close(self) -> None:
         """Nothing to release but the caches: the connection is Django's."""
         self.clear()

@@ -1,9 +1,10 @@
 from django.urls import path
 
-from .api import RevocationApiView
+from .api import EnforcementApiView, RevocationApiView
 from .feed import feed_events_view, snapshot_view, stream_view
 from .machine import backchannel_logout_view, claims_view, keycloak_events_view
 from .metrics import feed_in_progress, timed_claims
+from .reports import reports_view
 
 app_name = "tokenversion"
 
@@ -12,6 +13,8 @@ urlpatterns = [
     path("events", keycloak_events_view, name="events"),
     path("backchannel-logout", backchannel_logout_view, name="backchannel-logout"),
     path("revocations", RevocationApiView.as_view(), name="revocations"),
+    path("revocations/<int:event_id>/enforcement", EnforcementApiView.as_view(), name="enforcement"),
+    path("reports", reports_view, name="reports"),
     path("feed/snapshot", feed_in_progress("snapshot", snapshot_view), name="feed-snapshot"),
     path("feed/events", feed_in_progress("events", feed_events_view), name="feed-events"),
     path("feed/stream", feed_in_progress("stream", stream_view), name="feed-stream"),

@@ -38,9 +38,20 @@ class TokenLifetimeExceeded(TokenRejected):
 
 
 class TokenRevoked(TokenRejected):
-    """Valid as a JWT, but revoked: older version, revoked session, realm epoch or logout time."""
+    """Valid as a JWT, but revoked: older version, revoked session, realm epoch or logout time.
+
+    ``hit`` says which revocation refused it (``version``, ``session``, ``realm``, ``logout_time``; ``unknown``
+    when a custom store cannot tell), and ``claims`` are the refused token's validated claims, set by the
+    verifier: both for the report of a revoked token's use (``tokenversion.reporting``). Built only on refusal,
+    so the accepted path pays nothing for them."""
 
     code = "token_revoked"
+    HITS = ("version", "session", "realm", "logout_time", "unknown")
+
+    def __init__(self, description: str, hit: str = "unknown") -> None:
+        super().__init__(description)
+        self.hit = hit if hit in self.HITS else "unknown"
+        self.claims: dict | None = None
 
 
 class MissingClaim(TokenRejected):

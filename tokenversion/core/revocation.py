@@ -157,13 +157,13 @@ def check_revocation(claims: Mapping[str, Any], view: RevocationView, policy: Re
         if policy.require_version_claim:
             raise MissingClaim(f"token has no {policy.claim} claim")
     elif version < view.subject.token_version:
-        raise TokenRevoked("token version revoked")
+        raise TokenRevoked("token version revoked", hit="version")
     if view.session_revoked:
-        raise TokenRevoked("session revoked")
+        raise TokenRevoked("session revoked", hit="session")
     iat = claims.get("iat")
     if view.realm_not_before is not None and issued_at_or_before(iat, view.realm_not_before, policy.leeway):
-        raise TokenRevoked("issued before a realm-wide revocation")
+        raise TokenRevoked("issued before a realm-wide revocation", hit="realm")
     last_logout = view.subject.last_logout_time
     if (policy.check_logout_time and last_logout is not None
             and issued_at_or_before(iat, last_logout, policy.leeway)):
-        raise TokenRevoked("issued before the user's last logout")
+        raise TokenRevoked("issued before the user's last logout", hit="logout_time")

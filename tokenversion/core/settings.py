@@ -152,6 +152,19 @@ def options(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def networks(value: Any) -> tuple[Any, ...]:
+    """IP addresses or CIDR ranges (``ipaddress`` networks), a list or one comma-separated string."""
+    import ipaddress
+
+    result = []
+    for text in str_list(value):
+        try:
+            result.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or CIDR range") from None
+    return tuple(result)
+
+
 def issuer_url(value: Any) -> str | None:
     text = optional_str(value)
     return text.rstrip("/") if text else None
@@ -220,6 +233,10 @@ PROVIDER_KEYS = frozenset({
     "FEED_SECRETS", "FEED_SIGNING_KEY", "FEED_MAX_WAIT", "FEED_PAGE_SIZE", "FEED_POLL_INTERVAL",
     "FEED_MAX_LONG_POLLS", "FEED_MAX_STREAMS", "FEED_STREAM_MAX_AGE", "REDIS_URL", "REDIS_CHANNEL",
     "PUBLISH_INTERVAL",
+    # Service reports (issue 14): provider-only keys from the start, listed so no service table takes them.
+    "SERVICE_LIVE_WINDOW", "SERVICE_FORGET_AFTER", "REPORTS_PER_MINUTE_PER_INSTANCE",
+    "REPORTS_PER_MINUTE_PER_SERVICE", "ENFORCEMENT_RETENTION", "SECURITY_WEBHOOK_URL", "SECURITY_WEBHOOK_SECRET",
+    "SECURITY_WEBHOOK_QUEUE_SIZE", "SECURITY_WEBHOOK_TIMEOUT",
 })
 
 # Stores that moved; the old path keeps working for one release, with check tokenversion.W012.
@@ -274,6 +291,21 @@ class ServiceSettings(Settings):
                             "count the verifier's decisions for Prometheus (the metrics extra; docs/operations.md)")
     metrics_secrets: tuple[str, ...] = setting("METRICS_SECRETS", (), str_list,
                                                "bearer secrets /metrics answers; none: 404", env=comma_list)
+    # Service reports (docs/operations.md, "Service reports"): off while REPORT_URL is empty
+    report_url: str | None = setting("REPORT_URL", None, optional_str,
+                                     "the provider's reports endpoint, e.g. https://provider/tokenversion/reports; "
+                                     "empty: no reports")
+    report_key: str | None = setting("REPORT_KEY", None, optional_str,
+                                     "this service's key (`manage.py create_service_key <name>` on the provider)")
+    service_name: str | None = setting("SERVICE_NAME", None, optional_str,
+                                       "informational (logs, User-Agent): the provider names the service by its key")
+    report_interval: float = setting("REPORT_INTERVAL", 1.0, number(0.1), "seconds between reports")
+    report_queue_size: int = setting("REPORT_QUEUE_SIZE", 1000, integer(1),
+                                     "revoked-token uses kept while waiting to be sent; beyond: dropped, counted")
+    trusted_proxies: tuple[Any, ...] = setting("TRUSTED_PROXIES", (), networks,
+                                               "addresses or CIDR ranges of reverse proxies whose X-Forwarded-For "
+                                               "gives a report's client address (none: REMOTE_ADDR)",
+                                               env=comma_list)
     # Derived, not keys: the old dotted path STORE named, when it names a moved store (W012).
     store_moved_from: str | None = None
 

@@ -20,6 +20,12 @@ An optional ``observer`` (a callable taking one outcome code) hears every decisi
 refusal's code (``token_revoked``, ``invalid_request``, ``revocation_store_unavailable``...). It is how
 metrics are counted (``tokenversion.metrics``) without the core knowing about Prometheus; without one, the
 hot path pays a single ``is None`` test. An observer must be fast and must not raise.
+
+An optional ``reporter`` (``tokenversion.reporting.Reporter``, or anything with its ``idle``, ``start`` and
+``revoked_use``) hears of each refused **revoked** token with what the front door knows of the request
+(client address, user agent, method, path): a front door calls ``report_refusal`` in its refusal path only,
+so the accepted path pays one ``is None`` test (and, while reporting is on, one flag read that starts the
+reporter's thread in the process that serves: threads do not survive a fork).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import TokenInvalid, TokenRejected, Unavailable
+from .errors import TokenInvalid, TokenRejected, TokenRevoked, Unavailable
 from .revocation import RevocationPolicy, RevocationStore, check_lifetime, check_revocation, is_identifier
 from .tokens import AccessTokenValidator
 
@@ -39,6 +45,17 @@ SCHEME = "Bearer"
 ACCEPTED = "accepted"  # the observer's outcome for a token that passed; refusals are their error's code
 
 Observer = Callable[[str], None]
+
+
+class Reporter(Protocol):
+    """What the verifier needs of a reporter (``tokenversion.reporting.Reporter``)."""
+
+    idle: bool
+
+    def start(self) -> None: ...
+
+    def revoked_use(self, error: TokenRevoked, *, client_address: str | None, user_agent: str | None,
+                    method: str | None, path: str | None) -> None: ...
 
 
 class MalformedRequest(Exception):
@@ -90,19 +107,40 @@ class Verifier:
 
     def __init__(self, validator: AccessTokenValidator, store: RevocationStore, policy: RevocationPolicy,
                  user_factory: Callable[[Mapping[str, Any]], Any], realm: str = "api",
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, reporter: Reporter | None = None) -> None:
         self.validator = validator
         self.store = store
         self.policy = policy
         self.user_factory = user_factory
         self.realm = quote_safe(realm)
         self.observer = observer
+        self.reporter = reporter
 
     def observe(self, outcome: str) -> None:
         """Tell the observer (if any) how a request ended; for adapters that run the steps themselves."""
+        reporter = self.reporter
+        if reporter is not None and reporter.idle:
+            reporter.start()
         observer = self.observer
         if observer is not None:
             observer(outcome)
+
+    def wants_report(self, error: BaseException) -> bool:
+        """True when ``error`` is a revoked token's refusal that a reporter should hear about: a front door
+        asks before it gathers the request's facts, so nothing is gathered when reporting is off."""
+        return self.reporter is not None and isinstance(error, TokenRevoked) and error.claims is not None
+
+    def report_refusal(self, error: BaseException, *, client_address: str | None = None,
+                       user_agent: str | None = None, method: str | None = None, path: str | None = None) -> None:
+        """A front door's refusal, with what it knows of the request: a revoked token's use is queued for the
+        provider (never blocks, never raises); any other refusal is ignored."""
+        if not self.wants_report(error):
+            return
+        try:
+            self.reporter.revoked_use(error, client_address=client_address, user_agent=user_agent,  # type: ignore[union-attr]
+                                      method=method, path=path)
+        except Exception:  # reporting must never turn a refusal into an error
+            logger.debug("reporting a revoked token's use failed", exc_info=True)
 
     # The steps, each usable on its own by an adapter that lets users override them.
 
@@ -126,12 +164,19 @@ class Verifier:
         check_identifiers(claims)
         check_lifetime(claims, self.policy)  # before the store: a token that outlives its revocation is refused
         view = self.store.view(claims["iss"], claims["sub"], claims.get("sid"))
-        check_revocation(claims, view, self.policy)
+        try:
+            check_revocation(claims, view, self.policy)
+        except TokenRevoked as exc:  # free on the accepted path (no exception, no cost)
+            exc.claims = dict(claims)
+            raise
 
     # The whole path.
 
     def verify(self, raw: str) -> tuple[dict[str, Any], Any]:
         """Claims and user of a valid, unrevoked token; ``TokenRejected`` or ``Unavailable`` otherwise."""
+        reporter = self.reporter
+        if reporter is not None and reporter.idle:
+            reporter.start()
         try:
             claims = self.validator.validate(raw)
             self.check_revocation(claims)

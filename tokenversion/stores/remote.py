@@ -304,6 +304,7 @@ class RemoteStore:
         self.cursor: Cursor | None = None
         self.have = 0
         self.fresh_at: float | None = None
+        self.fresh_reached_at: float | None = None  # when fresh_at last moved (monotonic): service reports
         self.stats: dict[str, int] = {"snapshots": 0, "rounds": 0, "feed_errors": 0, "cursor_expired": 0,
                                       "stale_refusals": 0, "catch_ups": 0}
         self._sync_lock = threading.Lock()
@@ -344,7 +345,20 @@ class RemoteStore:
         with self._fresh_lock:
             if self.fresh_at is None or instant > self.fresh_at:
                 self.fresh_at = instant
+                self.fresh_reached_at = time.monotonic()
         self._ready.set()
+
+    def freshness(self) -> tuple[float, float] | None:
+        """For service reports (``tokenversion.reporting``): ``(as_of, reached_at)`` in wall-clock seconds:
+        since ``reached_at`` this process has applied every revocation committed before ``as_of``. Both are
+        monotonic readings carried to the wall clock through one pair of clock readings, so a wall-clock step
+        moves them together. ``None`` before the first proof."""
+        with self._fresh_lock:
+            fresh_at, reached = self.fresh_at, self.fresh_reached_at
+        if fresh_at is None or reached is None:
+            return None
+        wall, monotonic = time.time(), time.monotonic()
+        return wall - (monotonic - fresh_at), wall - (monotonic - reached)
 
     def _stale_view(self, issuer: str, subject: str, session_id: str | None) -> RevocationView:
         if self.fresh_at is None:
