@@ -71,13 +71,13 @@ def wait_refused(stack: Stack, token: str) -> tuple[float, str]:
     return took, call_api(stack, token)
 
 
-def security_event(stack: Stack, session: requests.Session, subject: str, user_agent: str,
-                   within: float = 10.0) -> dict:
-    """The provider's security event of the subject's revoked-token use made with ``user_agent``, polled until
-    the service has reported it."""
+def security_event(stack: Stack, subject: str, user_agent: str, within: float = 10.0) -> tuple[int, str, str]:
+    """(id, service, client address) of the provider's security event for the subject's revoked-token use made
+    with ``user_agent``, polled until the service has reported it (the admin lists the same rows)."""
     deadline = time.monotonic() + within
     while True:
-        found = [use for use in stack.revoked_token_uses(session, subject) if use["user_agent"] == user_agent]
+        found = stack.sql("SELECT id, service, client_address FROM tokenversion_server_revokedtokenuse "
+                          "WHERE subject = %s AND user_agent = %s ORDER BY id", subject, user_agent)
         if found:
             return found[0]
         if time.monotonic() > deadline:
@@ -100,31 +100,30 @@ def play(stack: Stack, services: dict[str, str] | None = None) -> bool:
              f"access token, token_version={claims.get('token_version')}, expires in {claims['exp'] - claims['iat']} s")
     accepted = [call_api(stack, access, url) for url in services.values()]
     # every worker of every service serves once, so the provider knows each process before the logout
-    processes = stack.wait_every_worker_live(provider, lambda: [get_orders(stack, access, url)
-                                                                for url in services.values()])
+    processes = stack.wait_every_worker_reporting(lambda: [get_orders(stack, access, url)
+                                                           for url in services.values()])
     line.say(f"GET /api/orders with that token at {', '.join(services)}",
              f"{', '.join(sorted(set(accepted)))} ({processes} service processes report to the provider)")
     oidc.logout(tokens["refresh_token"])
     line.say("logout at Keycloak (it calls back-channel logout)", "done")
     (event_id,) = stack.sql("SELECT id FROM tokenversion_server_revocationevent WHERE session_id = %s",
                             claims["sid"])[0]
-    answer = stack.wait_enforced(provider, event_id, processes)
-    enforced = (f"enforced by {answer['enforced_by']}/{answer['live']} service processes "
-                f"in {answer['slowest_ms']:.0f} ms")
+    answer = stack.wait_enforced(provider, event_id)
+    enforced = f"enforced by {answer['enforced']}/{answer['live']} service processes in {answer['slowest_ms']:.0f} ms"
     line.say(f"provider: revocation #{event_id} (the logout)", enforced)
     name, url = next(iter(services.items()))
     replay, sent = "stolen-token-replay", time.monotonic()
     result = call_api(stack, access, url, user_agent=replay)
     line.say(f"GET /api/orders at {name} with the same token", result)
-    use = security_event(stack, provider, claims["sub"], replay)
+    use_id, used_at, client = security_event(stack, claims["sub"], replay)
     line.say("provider: security events",
-             f"revoked token used at {use['service']} from {use['client_address']}: recorded as security event "
-             f"#{use['id']} ({(time.monotonic() - sent) * 1000:.0f} ms after the call)")
+             f"revoked token used at {used_at} from {client}: recorded as security event #{use_id} "
+             f"({(time.monotonic() - sent) * 1000:.0f} ms after the call)")
     print(f"\n  The provider's receipts: every service process enforced the logout, the slowest "
           f"{answer['slowest_ms']:.0f} ms after it was committed (without tokenversion the token would work "
           f"{claims['exp'] - int(time.time())} s more). Its use afterwards is a security event in the admin "
           f"({stack.config.provider_url}/admin/tokenversion_server/revokedtokenuse/).")
-    ok = "invalid_token" in result and use["service"] == name
+    ok = "invalid_token" in result and used_at == name and answer["enforced"] == processes
 
     print("\nScenario 2: the account is compromised; support revokes it from the provider's CLI.\n")
     line = Timeline()

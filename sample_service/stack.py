@@ -549,7 +549,7 @@ class Stack:
 
     def provider_json(self, session, path: str, **params: Any) -> Any:
         """GET a JSON answer of the provider's REST API; ``StackError`` on anything but 200."""
-        response = session.get(f"{self.config.provider_url}{path}", params=params, timeout=5)
+        response = session.get(f"{self.config.provider_url}{path}", params=params or None, timeout=5)
         if response.status_code != 200:
             raise StackError(f"GET {path}: {response.status_code} {response.text[:300]}")
         return response.json()
@@ -558,47 +558,51 @@ class Stack:
         """Service name -> pids of its gunicorn workers: every process of the stack that serves and reports."""
         return {name: process.worker_pids() for name, process in self.services.items()}
 
-    def live_workers(self, session) -> dict[str, set[int]]:
-        """Service name -> pids of the instances the provider lists as live."""
-        live: dict[str, set[int]] = {}
-        for instance in self.provider_json(session, "/tokenversion/services")["instances"]:
-            if instance["state"] == "live":
-                live.setdefault(instance["service"], set()).add(instance["pid"])
-        return live
+    def reporting_workers(self) -> dict[str, set[int]]:
+        """Service name -> pids of the running workers the provider has heard from (its service instances)."""
+        running = self.running_workers()
+        heard: dict[str, set[int]] = {}
+        for service, pid in self.sql("SELECT service, pid FROM tokenversion_server_serviceinstance"):
+            if pid in running.get(service, ()):
+                heard.setdefault(service, set()).add(pid)
+        return heard
 
-    def wait_every_worker_live(self, session, call: Callable[[], None], within: float = 60.0) -> int:
-        """Run ``call`` (requests to every service) until each worker of each service has served one (a worker
-        reports from its first request on) and the provider lists exactly the running workers as live; returns
-        their number. Instances of services stopped a moment ago stay live for the provider's live window
-        (15 s by default), so this waits them out too."""
+    def wait_every_worker_reporting(self, call: Callable[[], object], within: float = 60.0) -> int:
+        """Run ``call`` (requests to every service) until each worker of each service has served one and
+        reported to the provider (a worker's reporter starts with its first request); returns their number."""
         deadline = time.monotonic() + within
         while True:
             call()
-            running, live = self.running_workers(), self.live_workers(session)
-            if live == running and all(running.values()):
+            running, heard = self.running_workers(), self.reporting_workers()
+            if heard == running and all(running.values()):
                 return sum(len(pids) for pids in running.values())
             if time.monotonic() > deadline:
-                raise StackError(f"the provider lists {live} as live; running workers: {running}")
+                raise StackError(f"the provider heard from {heard}; running workers: {running}")
             time.sleep(0.2)
 
     def enforcement(self, session, event_id: int) -> dict[str, Any]:
-        """The provider's enforcement answer for one revocation event (its audit id)."""
+        """The provider's enforcement answer for one revocation event (its audit id), from its REST API."""
         return self.provider_json(session, f"/tokenversion/revocations/{event_id}/enforcement")
 
-    def wait_enforced(self, session, event_id: int, processes: int, within: float = 30.0) -> dict[str, Any]:
-        """Poll the enforcement answer until ``processes`` live service processes, all of them, enforce it."""
+    def wait_enforced(self, session, event_id: int, within: float = 30.0) -> dict[str, Any]:
+        """Poll the enforcement answer until the live service processes it counts are exactly the stack's
+        running workers and all of them enforce the revocation; returns that answer.
+
+        Processes of services stopped a moment ago stay live for the provider's live window (15 s by default)
+        after their last report, and count as behind meanwhile: this waits them out."""
         deadline = time.monotonic() + within
         while True:
             answer = self.enforcement(session, event_id)
-            if answer["enforced_by"] == answer["live"] == processes:
+            live: dict[str, set[int]] = {}
+            for instance in answer["instances"]:
+                if instance["state"] != "silent":
+                    live.setdefault(instance["service"], set()).add(instance["pid"])
+            if live == self.running_workers() and answer["enforced"] == answer["live"]:
                 return answer
             if time.monotonic() > deadline:
-                raise StackError(f"revocation {event_id} not enforced by {processes} live processes: {answer}")
+                raise StackError(f"revocation {event_id} not enforced by every running worker "
+                                 f"{self.running_workers()}: {answer}")
             time.sleep(0.05)
-
-    def revoked_token_uses(self, session, subject: str) -> list[dict[str, Any]]:
-        """The security events (revoked-token uses) of one subject, newest first."""
-        return self.provider_json(session, "/tokenversion/security-events", subject=subject)["results"]
 
     # Whole stack ------------------------------------------------------------------------------------------
 
