@@ -73,7 +73,13 @@ def test_logout_is_enforced_by_every_process_and_the_old_token_is_a_security_eve
                if i["state"] == "enforcing"), answer
     assert answer["summary"] == f"enforced by {processes} of {processes} live service processes, " \
                                 f"the slowest after {lag_ms:.0f} ms"
-    report(f"fleet visibility: {answer['summary']} (the provider's receipts for the logout)")
+    lags: dict[str, list[float]] = {}
+    for i in answer["instances"]:
+        if i["state"] == "enforcing":
+            lags.setdefault(f"{i['service']} ({i['store']})", []).append(i["lag_ms"])
+    report(f"fleet visibility: {answer['summary']} (the provider's receipts for the logout); per process: "
+           + "; ".join(f"{name} {', '.join(f'{lag:.0f}' for lag in sorted(values))} ms"
+                       for name, values in sorted(lags.items())))
 
     # Every service refuses the old token now; each refusal is a security event, in the admin within 2 s.
     user_agent = f"replay-{person.username}"
