@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = ROOT / "var" / "demo"
     stack = Stack(StackConfig(database_url=f"sqlite:///{Path(work, 'provider.sqlite3')}", work_dir=work))
-    print("Starting Keycloak (first run downloads it from Maven Central), the provider and the sample service...",
+    print("Starting Keycloak (first run downloads it from Maven Central), the provider and the sample services...",
           flush=True)
     try:
         stack.start()
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_running:
         c = stack.config
         print(f"\nStill running: Keycloak {c.keycloak_url} (admin/admin), provider {c.provider_url}/admin/ "
-              f"(admin / {c.provider_admin_password}), service {c.service_url}/api/orders. "
+              f"(admin / {c.provider_admin_password}), services "
+              f"{', '.join(f'{url}/api/orders' for url in services.values())}. "
               f"Stop: scripts/keycloak.sh stop, and the processes logged in {work}.")
     else:
         stack.close()
