@@ -206,9 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             get_runtime().use_validator(warm)
             require_used(full, current["tokens"])
 
-    reporting = reporting_cases(cls, issuer, requests, n_tokens)
     if args.reporting:
-        run_reporting(reporting, rounds, chunk, n_tokens)
+        run_reporting(reporting_cases(cls, issuer, requests, n_tokens), rounds, chunk, n_tokens)
         issuer.close()
         return
 
@@ -252,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"paired per request (plain and class alternating token by token, first-seen): class / plain = "
           f"{paired_ratio[0]:.3f} (median of {rounds} rounds; {paired_ratio[1]:.2f}..{paired_ratio[2]:.2f})")
 
-    run_reporting(reporting, 1000 if args.quick else 4000, min(300, n_tokens), n_tokens)
+    # Built only now: the reporter's thread must not run during the rounds above.
+    run_reporting(reporting_cases(cls, issuer, requests, n_tokens), 1000 if args.quick else 4000,
+                  min(300, n_tokens), n_tokens)
     if args.breakdown:
         breakdown(cls, warm, requests, tokens, plain, raw_verify)
     plot(samples, ratios, args.plot, rounds)

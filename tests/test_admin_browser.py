@@ -198,3 +198,50 @@ def test_support_revokes_a_user_through_the_confirmation_page_and_reads_the_audi
     # Searching the audit trail by username finds alice's row.
     browser.get(base + reverse("admin:tokenversion_server_revocationevent_changelist") + "?q=alice")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 1
+
+
+def test_service_reports_pages_show_enforcement_and_revoked_token_uses_within_1280_px(
+        live_server, browser, people, support, shots, client):
+    """Issue 14: a revocation's enforcement on the user's page, the revoked-token uses and the service processes,
+    each list without sideways scrolling at 1280 px."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from tests.test_reports import _key, a_use, post, report
+
+    alice, _ = people
+    for codename in ("view_revokedtokenuse", "view_serviceinstance"):
+        support.user_permissions.add(Permission.objects.get(content_type__app_label="tokenversion_server",
+                                                            codename=codename))
+    issuer = get_settings().issuer
+    rev = services.revoke_user(ALICE, reason="logout", actor=services.Actor.system("browser test"))
+    t = rev.at.timestamp()
+    key = _key("orders-api")
+    for pid, as_of in ((4242, t + 0.030), (4243, t - 5)):  # one enforcing after 38 ms, one behind
+        uses = [a_use(issuer, sub=ALICE, at=t + 2, client_address="203.0.113.9",
+                      user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                 "Chrome/131.0 Safari/537.36", path="/api/orders/2026/11/27/items?page=3")]
+        assert post(client, key, report(issuer, pid=pid, host="orders-api-7f9c4b6d5-x2x9q", uses=uses,
+                                        freshness=[{"as_of": as_of, "reached_at": t + 0.038}])).status_code == 202
+    assert time.time() - t < 10  # both processes still live for the pages below
+
+    browser.get(live_server.url + reverse("admin:login") + "?next=" + reverse("admin:index"))
+    browser.find_element(By.ID, "id_username").send_keys("support")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+
+    browser.get(live_server.url + reverse("admin:accounts_keycloakuser_change", args=[alice.pk]))
+    page = browser.find_element(By.ID, "content").text
+    assert "enforced by 1 of 2 live service processes, the slowest after 38 ms" in page
+    assert "orders-api orders-api-7f9c4b6d5-x2x9q:4243" in page  # behind, by name
+    assert "203.0.113.9" in page
+    browser.save_screenshot(str(shots / "admin-user-enforcement.png"))
+
+    for name, shot in (("admin:tokenversion_server_revokedtokenuse_changelist", "admin-revoked-token-uses.png"),
+                       ("admin:tokenversion_server_serviceinstance_changelist", "admin-service-instances.png")):
+        browser.get(live_server.url + reverse(name))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 2
+        browser.save_screenshot(str(shots / shot))
+        scroll, width = no_sideways_scroll(browser)
+        assert scroll <= width == WIDTH, f"{name} scrolls sideways: {scroll} > {width}"

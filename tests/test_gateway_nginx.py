@@ -28,6 +28,7 @@ from django.db import connection
 from tests.feed_settings import FEED_SECRET
 from tests.jwks import DROP
 from tests.remote_helpers import ROOT, Process, WebProcess, django_env, free_port, wait_until
+from tests.report_recorder import ReportRecorder
 from tokenversion_server import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,8 +101,19 @@ def start_nginx(upstream_port: int, check_port: int, nginx_port: int) -> tuple[P
     return Process("nginx", [nginx_binary(), "-c", str(home / "nginx.conf"), "-p", str(home)]).start(), home
 
 
+REPORT_KEY = "tvs_gateway-test-key"
+
+
 @pytest.fixture(scope="module")
-def gateway(django_db_setup, django_db_blocker, jwks_server):
+def recorder():
+    """Where the forward-auth service sends its service reports (a loopback recording server)."""
+    server = ReportRecorder(REPORT_KEY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(django_db_setup, django_db_blocker, jwks_server, recorder):
     """The provider, the forward-auth service, the upstream and nginx; yields nginx's URL and the provider."""
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
@@ -112,7 +124,8 @@ def gateway(django_db_setup, django_db_blocker, jwks_server):
     check = Process("forwardauth", [sys.executable, "-m", "tokenversion.forwardauth", "--port", str(check_port),
                                     "--issuer", jwks_server.issuer, "--audience", "tokenversion-api",
                                     "--feed-url", f"{provider.url}/tokenversion/feed", "--max-staleness", "1"],
-                    {"TOKENVERSION_FEED_SECRET": FEED_SECRET}).start()
+                    {"TOKENVERSION_FEED_SECRET": FEED_SECRET, "TOKENVERSION_REPORT_URL": recorder.url,
+                     "TOKENVERSION_REPORT_KEY": REPORT_KEY, "TOKENVERSION_REPORT_INTERVAL": "0.2"}).start()
     nginx, home = start_nginx(upstream.port, check_port, nginx_port)
     url = f"http://127.0.0.1:{nginx_port}/orders?x=1"
 
@@ -195,3 +208,18 @@ def test_the_gateway_answers_503_while_the_feed_cannot_prove_freshness(gateway, 
     finally:
         provider.resume()
     wait_until(lambda: get(url, bearer(token))[0] == 200, 15, what="the service to recover")
+
+
+def test_a_revoked_token_s_use_is_reported_with_the_client_the_gateway_saw(gateway, jwks_server, recorder):
+    """The check reports the refusal with the gateway's view of the request (docs/gateways.md): the client's
+    address as nginx saw it (a client's own X-Forwarded-For does not count), its method, URI and user agent."""
+    url, _ = gateway
+    subject = str(uuid.uuid4())
+    token = jwks_server.mint(sub=subject)
+    services.revoke_user(subject, reason="logout", actor=services.Actor.system("nginx report test"))
+    forged = {**bearer(token), "X-Forwarded-For": "6.6.6.6", "User-Agent": "stolen-token/1.0"}
+    wait_until(lambda: get(url, forged)[0] == 401, 5, what="the revocation to reach the gateway")
+    assert recorder.wait_for(lambda r: any(u["sub"] == subject for u in r.uses()), timeout=5)
+    use = next(u for u in recorder.uses() if u["sub"] == subject)
+    assert (use["client_address"], use["method"], use["path"], use["user_agent"], use["hit"]) == (
+        "127.0.0.1", "GET", "/orders?x=1", "stolen-token/1.0", "version")

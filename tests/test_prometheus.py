@@ -161,12 +161,15 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
         "REMOTE_SERVICE_STORE": "tokenversion.stores.feed.HttpFeedStore",
         "REMOTE_SERVICE_STORE_OPTIONS": "{}",  # filled in below, once the provider's port is known
         "REMOTE_SERVICE_METRICS_SECRET": SERVICE_SECRET,
+        "REMOTE_SERVICE_REPORT_INTERVAL": "0.5",  # and REPORT_URL / REPORT_KEY below: the service reports
     })
     prometheus = None
     try:
         provider.start()
         service.process.env["REMOTE_SERVICE_STORE_OPTIONS"] = json.dumps(
             {"feed_url": f"{provider.url}/tokenversion/feed", "secret": FEED_SECRET})
+        service.process.env.update(REMOTE_SERVICE_REPORT_URL=f"{provider.url}/tokenversion/reports",
+                                   REMOTE_SERVICE_REPORT_KEY=ServiceCredential.issue("prom-service", "test")[1])
         service.start()
         publisher.start()
 
@@ -240,6 +243,13 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
         assert prometheus.query('tokenversion_store_staleness_seconds{job="provider"}') == []  # no remote store
         assert prometheus.value('tokenversion_store_max_staleness_seconds{job="service"}') == 1.0
         prometheus.wait_for('tokenversion_store_map_entries{job="service",kind="subjects"}', 3)
+        # Service reports from the service itself (its reporter): the refused revoked token reached the provider.
+        prometheus.wait_for('sum(tokenversion_report_uses_sent_total{job="service"})', 1)
+        prometheus.wait_for('sum(tokenversion_revoked_token_uses_total{service="prom-service",hit="version"})', 1)
+        assert prometheus.value('sum(tokenversion_report_uses_dropped_total{job="service"})') == 0
+        assert prometheus.value('sum(tokenversion_report_queue_length{job="service"})') == 0
+        wait_until(lambda: (prometheus.value('sum(tokenversion_reports_sent_total{job="service"})') or 0) >= 2, 20,
+                   what="the service's reports counted")
         assert prometheus.value('tokenversion_store_map_overflowed{job="service"}') == 0
 
         # Every metric Prometheus now holds is documented, and every dashboard query runs and finds data.
@@ -290,4 +300,4 @@ def test_the_documented_alerts_are_valid_prometheus_rules(tmp_path):
     result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 22 rules found" in result.stdout
+    assert "SUCCESS: 23 rules found" in result.stdout

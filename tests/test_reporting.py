@@ -117,8 +117,7 @@ def test_a_report_with_nothing_new_is_a_heartbeat(recorder, make_reporter):
 
 
 def test_long_strings_are_cut_and_a_report_stays_under_64_kib(recorder, make_reporter):
-    reporter = make_reporter(recorder.url, interval=0.3)
-    reporter.close(bound=0.1)  # queue without sending: all 100 go into one report below
+    reporter = make_reporter(recorder.url, interval=0.3)  # not started: the queue fills before the first report
     for n in range(100):
         reporter._queue.append((time.time(), revoked(f"user-{n}").claims, "session", "203.0.113.9", "u" * 5000,
                                 "GET", "/p" * 2000))
@@ -245,6 +244,14 @@ def test_close_sends_the_last_report_within_its_bound(recorder, make_reporter):
     reporter.close(bound=2.0)
     assert time.monotonic() - started < 2.6
     assert [u["sub"] for u in recorder.uses()] == ["last"]
+
+
+def test_a_closed_reporter_does_not_start_again(recorder, make_reporter):
+    reporter = make_reporter(recorder.url, interval=0.1)
+    use(reporter)
+    reporter.close(bound=1.0)
+    use(reporter)  # a request late in the shutdown: queued, no thread
+    assert reporter._thread is None and not reporter.idle
 
 
 def test_close_is_bounded_when_the_provider_hangs(make_reporter):

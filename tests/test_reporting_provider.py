@@ -60,3 +60,29 @@ def test_a_logout_is_enforced_and_the_old_token_s_use_is_a_security_event(client
     assert len(result.live) == len(result.enforcing) == 1
     assert result.slowest_ms is not None and 0 <= result.slowest_ms < 2000
     assert result.summary().startswith("enforced by 1 of 1 live service process")
+
+
+def test_odd_request_values_are_cleaned_so_the_provider_takes_the_report(live_server, jwks_server):
+    """Whatever a client sends (control characters, a path too long, a method that is no token, a peer that is
+    no IP address), the report stays one the provider takes: the provider refuses a whole report over one bad
+    member, and the uses of a refused report are lost."""
+    from tokenversion.core.errors import TokenRevoked
+    from tokenversion.reporting import Reporter
+
+    out = io.StringIO()
+    call_command("create_service_key", "odd-api", stdout=out, stderr=io.StringIO())
+    reporter = Reporter(f"{live_server.url}/tokenversion/reports", out.getvalue().strip(), interval=0.2)
+    sub = str(uuid.uuid4())
+    error = TokenRevoked("token version revoked", hit="version")
+    error.claims = {"iss": jwks_server.issuer, "sub": sub, "sid": "s", "jti": 12345, "token_version": True}
+    try:
+        reporter.revoked_use(error, client_address="testclient", user_agent="evil\x00agent\n\x85" + "x" * 400,
+                             method="GET /x", path="/a\x00b\r\n" + "p" * 600)
+        use = eventually(lambda: RevokedTokenUse.objects.filter(subject=sub).first(), timeout=5.0)
+    finally:
+        reporter.close(bound=1.0)
+    assert use is not None, f"refused: {reporter.stats}"
+    assert (use.client_address, use.method, use.jti, use.token_version) == ("", "", "12345", None)
+    assert use.user_agent.startswith("evil?agent??") and len(use.user_agent) == 256
+    assert use.path.startswith("/a?b??") and len(use.path) == 512
+    assert reporter.stats["uses_refused"] == 0

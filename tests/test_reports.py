@@ -485,3 +485,75 @@ def test_a_database_outage_is_503_never_500(client, issuer, key):
     with database_down():
         response = post(client, key, report(issuer.issuer))
     assert response.status_code == 503 and response["Retry-After"] == "1"
+
+
+def test_the_key_commands_of_docs_operations_md_work_verbatim(client, issuer):
+    """The three ``manage.py`` lines of docs/operations.md ("Enforcement"), in their order, as written."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in text.splitlines()
+             if re.match(r"python3 manage\.py (create|revoke)_service_key ", line)]
+    assert len(lines) == 3
+    keys = []
+    for line in lines:
+        out = io.StringIO()
+        call_command(*shlex.split(line)[2:], stdout=out, stderr=io.StringIO())
+        keys.append(out.getvalue().strip())
+    first, second, revoked = keys
+    assert first.startswith("tvs_") and second.startswith("tvs_") and first != second
+    assert revoked.startswith("Revoked service key ")
+    for key in (first, second):  # replaced, then revoked: neither reports
+        assert post(client, key, report(issuer.issuer)).status_code == 401
+
+
+# --- fuzzing: any JSON in any member is a 202 or a precise 400, never a 500 ----------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_PATHS = ["instance", "instance.host", "instance.pid", "instance.started_at", "instance.store", "freshness",
+          "freshness.0", "freshness.0.as_of", "freshness.0.reached_at", "uses", "uses.0", "uses.0.at",
+          "uses.0.iss", "uses.0.sub", "uses.0.sid", "uses.0.jti", "uses.0.token_version", "uses.0.hit",
+          "uses.0.client_address", "uses.0.user_agent", "uses.0.method", "uses.0.path", "dropped",
+          "dropped.uses"]
+
+
+@pytest.fixture
+def generous_limits(settings):
+    """Once per test, not per example: the thorough profile sends 2000 reports from one process."""
+    settings.TOKENVERSION_SERVER = {**settings.TOKENVERSION_SERVER, "REPORTS_PER_MINUTE_PER_INSTANCE": 10**6,
+                                    "REPORTS_PER_MINUTE_PER_SERVICE": 10**6}
+
+
+@given(path=st.sampled_from(_PATHS), value=_JSON)
+def test_any_json_in_any_member_is_202_or_400(client, issuer, key, generous_limits, path, value):
+    body = report(issuer.issuer, uses=[a_use(issuer.issuer)])
+    _set(path, value)(body)
+    raw = json.dumps(body).encode("utf-8", "surrogatepass")
+    response = post(client, key, raw)
+    assert response.status_code in (202, 400), response.content
+    if response.status_code == 400:
+        assert response.json()["error"] == "invalid_request"
+
+
+def test_a_heartbeat_costs_the_provider_six_statements(client, issuer, key):
+    """Each service process sends one a second: its cost on the provider's database, counted (not timed).
+    The key, its rate window (read under lock, written), the process's row (read under lock), whether any
+    revocation was passed, the process's row written; savepoints aside."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert post(client, key, report(issuer.issuer)).status_code == 202  # the process's first report makes its row
+    with CaptureQueriesContext(connection) as captured:
+        assert post(client, key, report(issuer.issuer)).status_code == 202
+    statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 6, statements

@@ -133,12 +133,12 @@ def test_a_stuck_receiver_never_slows_a_report_and_a_full_queue_drops_with_a_cou
 
 
 @pytest.mark.parametrize(("values", "ids"), [
-    ({"SECURITY_WEBHOOK_URL": "https://siem.example/hook"}, ["tokenversion.E050"]),
+    ({"SECURITY_WEBHOOK_URL": "https://siem.example/hook"}, ["tokenversion.E055"]),
     ({"SECURITY_WEBHOOK_URL": "https://siem.example/hook", "SECURITY_WEBHOOK_SECRET": "short"},
-     ["tokenversion.W050"]),
-    ({"SECURITY_WEBHOOK_URL": "file:///etc/passwd", "SECURITY_WEBHOOK_SECRET": SECRET}, ["tokenversion.E051"]),
+     ["tokenversion.W057"]),
+    ({"SECURITY_WEBHOOK_URL": "file:///etc/passwd", "SECURITY_WEBHOOK_SECRET": SECRET}, ["tokenversion.E056"]),
     ({"SECURITY_WEBHOOK_URL": "http://siem.example/hook", "SECURITY_WEBHOOK_SECRET": SECRET},
-     ["tokenversion.W051"]),
+     ["tokenversion.W058"]),
     ({"SECURITY_WEBHOOK_URL": "http://127.0.0.1:9/hook", "SECURITY_WEBHOOK_SECRET": SECRET}, []),
     ({"SECURITY_WEBHOOK_URL": "https://siem.example/hook", "SECURITY_WEBHOOK_SECRET": SECRET}, []),
 ])

@@ -72,7 +72,13 @@ def _verifier() -> Verifier:
 def _observe(outcome: str) -> None:
     """The verifier's observer (metrics) hears the outcome: this class runs the steps itself, so it tells
     (and the verifier starts its reporter's thread in the process that serves, when reporting is on)."""
-    get_runtime().verifier.observe(outcome)
+    verifier = get_runtime().verifier
+    reporter = verifier.reporter
+    if reporter is not None and reporter.idle:
+        reporter.start()
+    observer = verifier.observer
+    if observer is not None:
+        observer(outcome)
 
 
 class TokenVersionAuthentication(BaseAuthentication):

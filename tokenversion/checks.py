@@ -200,8 +200,8 @@ REPORTS_PER_MINUTE = 120
 
 @register(Tags.security, "tokenversion")
 def check_reporting(app_configs=None, **kwargs):
-    """E052-E053, W052-W056: service reports (``REPORT_URL``, ``REPORT_KEY``; docs/operations.md). E050-E051 and
-    W050-W051 are the provider's webhook checks."""
+    """E050-E051, W050-W054: service reports (``REPORT_URL``, ``REPORT_KEY``; docs/operations.md). The provider's
+    checks for service reports are E055-E057 and W057-W058 (``tokenversion_server.checks``)."""
     try:
         conf = get_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError):
@@ -212,34 +212,34 @@ def check_reporting(app_configs=None, **kwargs):
             found.append(Warning("TOKENVERSION['REPORT_KEY'] is set but REPORT_URL is empty: this service sends "
                                  "no reports.",
                                  hint="Set REPORT_URL to the provider's https://.../tokenversion/reports, or remove "
-                                      "REPORT_KEY.", id="tokenversion.W053"))
+                                      "REPORT_KEY.", id="tokenversion.W051"))
         return found
     parsed = urlparse(conf.report_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         found.append(Error(f"TOKENVERSION['REPORT_URL'] must be an http(s) URL, got {conf.report_url!r}: no report "
                            "can be sent.",
-                           hint="e.g. https://provider.example.com/tokenversion/reports", id="tokenversion.E052"))
+                           hint="e.g. https://provider.example.com/tokenversion/reports", id="tokenversion.E050"))
     elif parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
         found.append(Warning("TOKENVERSION['REPORT_URL'] uses plain http off loopback: the service key and the "
                              "reports (client addresses included) travel in clear.",
-                             hint="Use https, or a private network you trust.", id="tokenversion.W052"))
+                             hint="Use https, or a private network you trust.", id="tokenversion.W050"))
     if not conf.report_key:
         found.append(Error("TOKENVERSION['REPORT_URL'] is set without REPORT_KEY: the provider refuses unsigned "
                            "reports, so reporting is off.",
                            hint="On the provider: python3 manage.py create_service_key <service-name>; put the key "
                                 "it prints in REPORT_KEY (from the environment: TOKENVERSION_REPORT_KEY).",
-                           id="tokenversion.E053"))
+                           id="tokenversion.E051"))
     elif not conf.report_key.startswith("tvs_"):
         found.append(Warning("TOKENVERSION['REPORT_KEY'] does not look like a service key (tvs_...).",
                              hint="Use the key `manage.py create_service_key` printed, not a feed secret or API key.",
-                             id="tokenversion.W054"))
+                             id="tokenversion.W052"))
     if conf.report_interval < 60 / REPORTS_PER_MINUTE:
         found.append(Warning(f"TOKENVERSION['REPORT_INTERVAL'] is {conf.report_interval:g} s: more than the "
                              f"provider's default {REPORTS_PER_MINUTE} reports a minute per process, so some are "
                              "answered 429 and wait.",
-                             hint="Keep it at 0.5 s or more (default 1 s).", id="tokenversion.W055"))
+                             hint="Keep it at 0.5 s or more (default 1 s).", id="tokenversion.W053"))
     if conf.report_queue_size < 100:
         found.append(Warning(f"TOKENVERSION['REPORT_QUEUE_SIZE'] is {conf.report_queue_size}: a burst of revoked-token "
                              "uses beyond it is dropped (counted) before it can be reported.",
-                             hint="Keep it at 100 or more (default 1000).", id="tokenversion.W056"))
+                             hint="Keep it at 100 or more (default 1000).", id="tokenversion.W054"))
     return found

@@ -100,16 +100,20 @@ def report_refusal(verifier: Verifier, error: BaseException, request: Request) -
     that reaches this service directly cannot put words in a gateway's mouth."""
     if not verifier.wants_report(error):
         return
-    trusted = verifier.reporter.trusted_proxies  # type: ignore[union-attr]
-    peer = request.client.host if request.client else None
-    headers = request.headers
-    method, path, address = request.method, request.url.path, peer
-    if peer and is_trusted(peer, trusted):
-        address = client_address(peer, headers.get("x-forwarded-for") or headers.get("x-real-ip"), trusted)
-        method = headers.get("x-forwarded-method") or headers.get("x-original-method") or method
-        path = headers.get("x-forwarded-uri") or headers.get("x-original-uri") or path
-    verifier.report_refusal(error, client_address=address, user_agent=headers.get("user-agent"), method=method,
-                            path=path)
+    try:
+        trusted = verifier.reporter.trusted_proxies  # type: ignore[union-attr]
+        peer = request.client.host if request.client else None
+        headers = request.headers
+        method, path, address = request.method, request.url.path, peer
+        if peer and is_trusted(peer, trusted):
+            address = client_address(peer, headers.get("x-forwarded-for") or headers.get("x-real-ip"), trusted)
+            method = headers.get("x-forwarded-method") or headers.get("x-original-method") or method
+            path = headers.get("x-forwarded-uri") or headers.get("x-original-uri") or path
+        facts = {"client_address": address, "user_agent": headers.get("user-agent"), "method": method, "path": path}
+    except Exception:  # an odd request must not turn its refusal into an error
+        logger.debug("reporting: the request's facts could not be read", exc_info=True)
+        facts = {}
+    verifier.report_refusal(error, **facts)
 
 
 def create_app(verifier: Verifier) -> Starlette:

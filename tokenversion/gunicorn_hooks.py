@@ -7,8 +7,13 @@ worker that answers a scrape reads them all. Two chores belong to the gunicorn m
 - ``child_exit``: drop the files of a worker that ended, so its live gauges (feed requests in progress,
   store staleness) stop counting. Its counters stay: a restart must not make ``_total`` go back.
 
-Use it as the configuration module (``gunicorn -c python:tokenversion.gunicorn_hooks ...``) or import both
-functions into your own ``gunicorn.conf.py``. Without ``PROMETHEUS_MULTIPROC_DIR`` both do nothing.
+And one belongs to each worker: ``worker_exit`` sends the worker's last service report (``REPORT_URL``;
+``tokenversion.reporting``) within its 2 s bound as the worker stops (``atexit`` does it too; the hook also
+covers a worker that gunicorn ends without running ``atexit`` handlers to the end).
+
+Use it as the configuration module (``gunicorn -c python:tokenversion.gunicorn_hooks ...``) or import the
+functions into your own ``gunicorn.conf.py``. Without ``PROMETHEUS_MULTIPROC_DIR`` the first two do nothing;
+without reporting, the third.
 """
 
 from __future__ import annotations
@@ -36,3 +41,9 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from tokenversion.reporting import flush_at_exit
+
+    flush_at_exit()

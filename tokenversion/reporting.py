@@ -121,8 +121,8 @@ def freshness_of(store: Any) -> tuple[float, float] | None:
 
 def parse_networks(values: Iterable[str] | str) -> tuple[Network, ...]:
     """``TRUSTED_PROXIES``: addresses or CIDR ranges (a list or comma-separated); ``ValueError`` naming a bad
-    one."""
-    return networks(values)
+    one. Networks already parsed are taken as they are."""
+    return networks(values if isinstance(values, str) else [str(value) for value in values])
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -219,8 +219,7 @@ class Reporter:
         self.interval = float(interval)
         self.queue_size = queue_size
         self.timeout = float(timeout) if timeout is not None else min(5.0, max(1.0, 2 * self.interval))
-        self.trusted_proxies = tuple(n if not isinstance(n, str) else parse_networks([n])[0]
-                                     for n in trusted_proxies)
+        self.trusted_proxies = parse_networks(trusted_proxies)
         self._opener = urllib.request.build_opener(_NoRedirects())
         # SERVICE_NAME is informational (the provider takes the name from the key): it names the sender in logs.
         self._user_agent = "tokenversion-reporter" + (f" ({_text(service_name, 64)})" if service_name else "")
@@ -232,6 +231,7 @@ class Reporter:
         """Everything that belongs to one process (a forked child starts from nothing: the parent's queued
         uses are the parent's to send)."""
         self.idle = True
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -275,28 +275,36 @@ class Reporter:
     # The thread.
 
     def start(self) -> None:
-        """Start the thread in this process (once; again in a forked child)."""
+        """Start the thread in this process (once; again in a forked child, never after ``close``). Never
+        raises: it runs inside requests (a thread that cannot start, at interpreter shutdown, is logged)."""
         with self._start_lock:
-            if self._thread is not None:
+            if self._thread is not None or self._closed:
+                self.idle = False
                 return
             self._started_at = time.time()
             self._pid = os.getpid()
             self._stop.clear()
             thread = threading.Thread(target=self._run_safely, name="tokenversion-reporter", daemon=True)
-            self._thread = thread
-            thread.start()
-            _register_exit_flush()
+            try:
+                thread.start()
+            except RuntimeError as exc:
+                logger.warning("tokenversion reports: the reporter thread cannot start: %s", exc)
+                self._closed = True
+            else:
+                self._thread = thread
+                _register_exit_flush()
             self.idle = False
 
     def close(self, bound: float = SHUTDOWN_BOUND) -> None:
         """Stop the thread after one last report (within ``bound`` seconds). Calling it twice is harmless."""
         thread = self._thread
+        self._closed = True  # no restart by a late request: the runtime is replaced, or the process exits
+        self.idle = False
         self._final_bound = bound
         self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(bound + 0.5)
         self._thread = None
-        self.idle = True
 
     def _run_safely(self) -> None:
         try:
@@ -391,7 +399,8 @@ class Reporter:
                 "path": _text(path, MAX_PATH)}
 
     def _send(self, timeout: float) -> str:
-        """POST one report: ``sent``, ``retry`` (kept for the next try) or ``refused`` (its uses dropped)."""
+        """POST one report: ``sent``, ``retry`` (kept for the next try) or ``refused`` (its uses and points
+        dropped, counted, and said in the next report's ``dropped``)."""
         body, n_uses, dropped_uses = self._body()
         dropped_points = self.stats["freshness_dropped"]
         points = self._points
@@ -430,6 +439,8 @@ class Reporter:
             for _ in range(n_uses):
                 self._queue.popleft()
             self.stats["uses_refused"] += n_uses
+            self.stats["freshness_dropped"] += len(self._points)  # the points go too: they may be what it refused
+            self._points, self._last_point = [], None
             self._failed(f"provider refused the report ({status}); {n_uses} uses dropped", level=logging.ERROR)
             return "refused"
         level = logging.ERROR if status in (401, 403) else logging.WARNING
@@ -469,10 +480,10 @@ def _register_exit_flush() -> None:
     global _exit_registered
     if not _exit_registered:
         _exit_registered = True
-        atexit.register(_flush_at_exit)
+        atexit.register(flush_at_exit)
 
 
-def _flush_at_exit() -> None:
+def flush_at_exit() -> None:
     """At interpreter exit: each running reporter sends its last report, all within ``SHUTDOWN_BOUND``."""
     deadline = time.monotonic() + SHUTDOWN_BOUND
     for reporter in list(_live_reporters):
@@ -495,7 +506,11 @@ def report_wsgi_refusal(verifier: Any, error: BaseException, meta: Mapping[str, 
     """For the Django doors: a revoked token's refusal, with ``REMOTE_ADDR`` (or, from a trusted proxy,
     ``X-Forwarded-For``) and ``User-Agent``. Nothing happens unless a reporter wants it."""
     if verifier.wants_report(error):
-        facts = facts_from_meta(meta, verifier.reporter.trusted_proxies)
+        try:
+            facts = facts_from_meta(meta, verifier.reporter.trusted_proxies)
+        except Exception:  # an odd request must not turn its refusal into an error
+            logger.debug("reporting: the request's facts could not be read", exc_info=True)
+            facts = {}
         verifier.report_refusal(error, method=method, path=path, **facts)
 
 
@@ -503,7 +518,12 @@ def report_asgi_refusal(verifier: Any, error: BaseException, connection: Any) ->
     """For FastAPI and Starlette: ``request.client`` (which uvicorn's ``--proxy-headers`` sets from
     ``X-Forwarded-For`` for the proxies of ``--forwarded-allow-ips``) and ``User-Agent``."""
     if verifier.wants_report(error):
-        client = connection.client
-        verifier.report_refusal(error, client_address=client.host if client else None,
-                                user_agent=connection.headers.get("user-agent"),
-                                method=connection.scope.get("method"), path=connection.url.path)
+        try:
+            client = connection.client
+            facts = {"client_address": client.host if client else None,
+                     "user_agent": connection.headers.get("user-agent"),
+                     "method": connection.scope.get("method"), "path": connection.url.path}
+        except Exception:  # an odd request must not turn its refusal into an error
+            logger.debug("reporting: the request's facts could not be read", exc_info=True)
+            facts = {}
+        verifier.report_refusal(error, **facts)

@@ -72,7 +72,7 @@ class Runtime:
 
     def build_reporter(self) -> Reporter | None:
         """``REPORT_URL``: a reporter over this runtime's store; its thread starts with the first request.
-        A reporting misconfiguration (also system check E053) is logged and reporting stays off: it must never
+        A reporting misconfiguration (also system check E051) is logged and reporting stays off: it must never
         take requests down."""
         conf = self.settings
         if not conf.report_url:

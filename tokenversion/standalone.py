@@ -84,9 +84,13 @@ def make_verifier(*, issuer: str, audience: str | Sequence[str], store: str | ty
     if max_token_lifetime is not None and not max_token_lifetime > 0:
         problems.append("max_token_lifetime must be positive (or None)")
     if report_url:
-        from .reporting import check_report_options
+        from .reporting import check_report_options, parse_networks
 
         problems.extend(check_report_options(report_url, report_key, report_interval, report_queue_size))
+        try:
+            trusted_proxies = parse_networks(trusted_proxies)
+        except ValueError as exc:
+            problems.append(f"trusted_proxies: {exc}")
     if problems:
         raise ConfigurationError("; ".join(problems))
     issuer = issuer.rstrip("/")  # as the TOKENVERSION setting does

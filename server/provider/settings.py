@@ -116,6 +116,15 @@ TOKENVERSION_SERVER = {
     "FEED_SIGNING_KEY": env_str("TOKENVERSION_FEED_SIGNING_KEY_FILE") or env_str("TOKENVERSION_FEED_SIGNING_KEY"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
 }
+# Service reports, security events and escalation (docs/operations.md): each from TOKENVERSION_<KEY> when set,
+# otherwise the default of docs/configuration.md.
+TOKENVERSION_SERVER.update({
+    key: env_str(f"TOKENVERSION_{key}") for key in (
+        "SERVICE_LIVE_WINDOW", "SERVICE_FORGET_AFTER", "REPORTS_PER_MINUTE_PER_INSTANCE",
+        "REPORTS_PER_MINUTE_PER_SERVICE", "ENFORCEMENT_RETENTION", "SECURITY_WEBHOOK_URL", "SECURITY_WEBHOOK_SECRET",
+        "SECURITY_WEBHOOK_QUEUE_SIZE", "SECURITY_WEBHOOK_TIMEOUT", "ESCALATION_POLICY", "ESCALATION_GRACE",
+    ) if env_str(f"TOKENVERSION_{key}")
+})
 
 # The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).
 # Server and realm default to what TOKENVERSION_ISSUER names; see docs/keycloak.md.

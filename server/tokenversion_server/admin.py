@@ -432,8 +432,7 @@ class InstanceStateFilter(admin.SimpleListFilter):
 class ServiceInstanceAdmin(ReadOnlyAdmin):
     """Every service process that reported: live (enforcing the latest revocation), behind, silent or gone."""
 
-    list_display = ("service", "process", "state", "store", "enforces_until", "last_report", "started",
-                    "dropped")
+    list_display = ("service", "process", "state", "store", "enforces_until", "last_report", "dropped")
     list_filter = (InstanceStateFilter, "service", "store")
     search_fields = ("service", "host")
     ordering = ("-last_report_at",)
@@ -448,8 +447,10 @@ class ServiceInstanceAdmin(ReadOnlyAdmin):
         return cl
 
     @admin.display(description="process", ordering="host")
-    def process(self, obj) -> str:
-        return f"{obj.host}:{obj.pid}"
+    def process(self, obj):
+        text = f"{obj.host}:{obj.pid}"
+        return format_html('<span title="{} (started {})">{}</span>', text, obj.started_at.isoformat(),
+                           Truncator(obj.host).chars(24) + f":{obj.pid}")
 
     @admin.display(description="state")
     def state(self, obj):
@@ -463,7 +464,7 @@ class ServiceInstanceAdmin(ReadOnlyAdmin):
         state = state_of(obj, latest)
         return format_html('<span class="tv-state tv-state-{}">{}</span>', state, state)
 
-    @admin.display(description="enforces revocations until", ordering="last_as_of")
+    @admin.display(description="enforces until", ordering="last_as_of")
     def enforces_until(self, obj):
         return admin_pages.compact_time(obj.last_as_of, seconds=True)
 
@@ -471,13 +472,10 @@ class ServiceInstanceAdmin(ReadOnlyAdmin):
     def last_report(self, obj):
         return admin_pages.compact_time(obj.last_report_at, seconds=True)
 
-    @admin.display(description="started", ordering="started_at")
-    def started(self, obj):
-        return admin_pages.compact_time(obj.started_at)
-
-    @admin.display(description="dropped (uses/points)")
-    def dropped(self, obj) -> str:
-        return f"{obj.dropped_uses}/{obj.dropped_freshness}"
+    @admin.display(description="dropped")
+    def dropped(self, obj):
+        return format_html('<span title="uses / freshness points the process dropped">{}/{}</span>',
+                           obj.dropped_uses, obj.dropped_freshness)
 
 
 @admin.register(RevokedTokenUse)
@@ -497,17 +495,17 @@ class RevokedTokenUseAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
 
     @admin.display(description="user agent")
     def agent(self, obj):
-        return format_html('<span title="{}">{}</span>', obj.user_agent, Truncator(obj.user_agent).chars(24))
+        return format_html('<span title="{}">{}</span>', obj.user_agent, Truncator(obj.user_agent).chars(16))
 
     @admin.display(description="request")
     def request_line(self, obj):
         text = f"{obj.method} {obj.path}".strip()
-        return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(32))
+        return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(24))
 
     @admin.display(description="revocation hit")
     def revocation_link(self, obj):
         if obj.revocation is None:
             return "—"
         url = reverse("admin:tokenversion_server_revocationevent_change", args=[obj.revocation_id])
-        return format_html('<a href="{}">{} ({})</a>', url, obj.revocation.get_reason_display(),
-                           admin_pages.compact_time(obj.revocation.created_at, seconds=True))
+        return format_html('<a href="{}" title="{}">{} #{}</a>', url, obj.revocation,
+                           obj.revocation.get_reason_display(), obj.revocation_id)

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.utils.translation import ngettext
 
 from tokenversion.conf import get_settings
@@ -239,9 +240,10 @@ def subject_uses_html(issuer: str, subject: str):
     uses = list(RevokedTokenUse.objects.filter(issuer=issuer, subject=subject)[:USES_SHOWN])
     if not uses:
         return "none"
-    rows = [format_html("<li>{} <strong>{}</strong> from {} ({}) {} {} — hit {}</li>",
-                        compact_time(u.at, seconds=True), u.service, u.client_address or "?",
-                        u.user_agent or "no user agent", u.method, u.path, u.get_hit_display()) for u in uses]
+    rows = [format_html('<li>{} <strong>{}</strong> from {} (<span title="{}">{}</span>) {} {} — hit {}</li>',
+                        compact_time(u.at, seconds=True), u.service, u.client_address or "?", u.user_agent,
+                        Truncator(u.user_agent or "no user agent").chars(40), u.method,
+                        Truncator(u.path).chars(60), u.get_hit_display()) for u in uses]
     link = format_html('<a href="{}?subject={}">every use</a>',
                        reverse("admin:tokenversion_server_revokedtokenuse_changelist"), subject)
     return mark_safe('<ul class="tv-list">' + "".join(str(r) for r in rows) + "</ul>" + str(link))  # noqa: S308

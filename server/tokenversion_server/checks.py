@@ -23,7 +23,8 @@ def check_provider_settings(app_configs=None, **kwargs):
         conf = get_server_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError) as exc:
         return [Error(str(exc), id="tokenversion.E000")]  # the same id: these settings cannot be read
-    return _check_server(conf) + _check_signing_key(conf) + _check_security_webhook(conf)
+    return (_check_server(conf) + _check_signing_key(conf) + _check_security_webhook(conf)
+            + _check_escalation(conf))
 
 
 def _check_server(conf):
@@ -77,8 +78,8 @@ def _check_signing_key(conf):
 
 
 def _check_security_webhook(conf):
-    """E050: a webhook URL without a secret (nothing would be sent: the body must be signed); E051: a URL that
-    is not http(s); W050: a short secret; W051: plain HTTP to another host (the events name users and
+    """E055: a webhook URL without a secret (nothing would be sent: the body must be signed); E056: a URL that
+    is not http(s); W057: a short secret; W058: plain HTTP to another host (the events name users and
     addresses)."""
     url, secret = conf.security_webhook_url, conf.security_webhook_secret
     if not url:
@@ -88,18 +89,28 @@ def _check_security_webhook(conf):
         found.append(Error("TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] is set without SECURITY_WEBHOOK_SECRET: "
                            "security events are not sent unsigned, so none is sent.",
                            hint="Set SECURITY_WEBHOOK_SECRET (32 characters or more) and give it to the receiver "
-                                "(docs/operations.md, \"Security events\").", id="tokenversion.E050"))
+                                "(docs/operations.md, \"Security events\").", id="tokenversion.E055"))
     elif len(secret) < 32:
         found.append(Warning("TOKENVERSION_SERVER['SECURITY_WEBHOOK_SECRET'] is shorter than 32 characters.",
-                             id="tokenversion.W050"))
+                             id="tokenversion.W057"))
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         found.append(Error(f"TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] {url!r} is not an http(s) URL: no "
-                           "security event is sent.", id="tokenversion.E051"))
+                           "security event is sent.", id="tokenversion.E056"))
     elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         found.append(Warning("TOKENVERSION_SERVER['SECURITY_WEBHOOK_URL'] is plain HTTP to another host: the "
                              "events (users, client addresses) cross the network readable.",
-                             hint="Use https.", id="tokenversion.W051"))
+                             hint="Use https.", id="tokenversion.W058"))
     return found
+
+
+def _check_escalation(conf):
+    """E057: an escalation policy this version does not know (it would silently do nothing)."""
+    from .escalation import POLICIES
+
+    if conf.escalation_policy and conf.escalation_policy not in POLICIES:
+        return [Error(f"TOKENVERSION_SERVER['ESCALATION_POLICY'] is {conf.escalation_policy!r}: not a policy "
+                      f"({', '.join(POLICIES)}, or None for off).", id="tokenversion.E057")]
+    return []

@@ -95,6 +95,11 @@ class ServerSettings(Settings):
                                                   "HMAC-SHA256 key signing the webhook's body")
     security_webhook_queue_size: int = setting("SECURITY_WEBHOOK_QUEUE_SIZE", 1000, integer(1),
                                                "security events waiting for the webhook per process (then dropped)")
+    escalation_policy: str | None = setting("ESCALATION_POLICY", None, optional_str,
+                                            "off (None) or 'logout_replay': a revoked-token use may revoke the user "
+                                            "for compromise (docs/operations.md)")
+    escalation_grace: float = setting("ESCALATION_GRACE", 30.0, number(0),
+                                      "seconds after a logout during which revoked-token uses never escalate")
     security_webhook_timeout: float = setting("SECURITY_WEBHOOK_TIMEOUT", 5.0, number(0.1),
                                               "seconds one webhook delivery may take")
 

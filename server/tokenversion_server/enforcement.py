@@ -119,27 +119,19 @@ def enforcement(event: RevocationEvent, now: dt.datetime | None = None) -> Enfor
 
 
 def instance_states(now: dt.datetime | None = None) -> list[tuple[ServiceInstance, str]]:
-    """Every process reported within ``SERVICE_FORGET_AFTER`` and its state now: ``live`` (enforcing the latest
-    revocation event), ``behind`` (live, not yet) or ``silent``."""
+    """Every process reported within ``SERVICE_FORGET_AFTER`` and its state now (``state_of``)."""
     conf = get_server_settings()
     now = now or timezone.now()
     latest = RevocationEvent.objects.aggregate(at=Max("created_at"))["at"]
-    live_since = now - dt.timedelta(seconds=conf.service_live_window)
-    found = []
-    for instance in ServiceInstance.objects.filter(
-            last_report_at__gte=now - dt.timedelta(seconds=conf.service_forget_after)):
-        if instance.last_report_at < live_since:
-            state = "silent"
-        elif latest is not None and (instance.last_as_of is None or instance.last_as_of < latest):
-            state = "behind"
-        else:
-            state = "live"
-        found.append((instance, state))
-    return found
+    recent = ServiceInstance.objects.filter(
+        last_report_at__gte=now - dt.timedelta(seconds=conf.service_forget_after))
+    return [(instance, state_of(instance, latest, now)) for instance in recent]
 
 
 def state_of(instance: ServiceInstance, latest: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """One instance's state, as ``instance_states`` names it (``gone`` past ``SERVICE_FORGET_AFTER``)."""
+    """``live`` (reported within ``SERVICE_LIVE_WINDOW`` and enforcing the latest revocation event, made at
+    ``latest``), ``behind`` (reporting, not yet enforcing it), ``silent`` (stopped reporting) or ``gone`` (silent
+    longer than ``SERVICE_FORGET_AFTER``)."""
     conf = get_server_settings()
     now = now or timezone.now()
     if instance.last_report_at < now - dt.timedelta(seconds=conf.service_forget_after):

@@ -92,6 +92,12 @@ WEBHOOK_DROPPED = Counter(
     "delivery_failed (the receiver failed four times).",
     ["reason"],
 )
+ESCALATIONS = Counter(
+    "tokenversion_escalations",
+    "Revoked-token uses the escalation policy evaluated, by outcome: escalated (the user revoked for "
+    "compromise), ignored, duplicate (its logout already escalated), failed, dropped (queue full).",
+    ["outcome"],
+)
 for _reason in ("queue_full", "delivery_failed"):
     WEBHOOK_DROPPED.labels(_reason)
 

@@ -138,6 +138,11 @@ class RevocationEvent(models.Model):
         base_manager_name = "objects"
         ordering = ["-created_at", "-id"]
         permissions = [("revoke_tokens", "Can revoke tokens (sessions, users, realm)")]
+        # The revocation a revoked-token use hit (reports.likely_revocation): by session, or by scope (realm).
+        indexes = [
+            models.Index(fields=["session_id"], name="tv_event_session", condition=~models.Q(session_id="")),
+            models.Index(fields=["scope", "issuer", "created_at"], name="tv_event_scope_time"),
+        ]
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
@@ -389,8 +394,10 @@ class RevokedTokenUse(models.Model):
     path = models.CharField(max_length=512, blank=True, default="")
     at = models.DateTimeField(db_index=True)  # the service's clock
     received_at = models.DateTimeField()
+    # No database constraint: audit rows are never deleted (append-only, a trigger on PostgreSQL), so the id
+    # always resolves, and the audit table stays free of dependants (its own maintenance and tests drop it).
     revocation = models.ForeignKey(RevocationEvent, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+                                   related_name="+", db_constraint=False)
 
     objects = AppendOnlyManager()
 

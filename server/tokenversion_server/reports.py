@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import metrics, security
+from . import escalation, metrics, security
 from .conf import get_server_settings
 from .http import HttpError, json_response, loads_strict, machine_endpoint, read_body
 from .models import FreshnessPoint, RevocationEvent, RevokedTokenUse, ServiceCredential, ServiceInstance
@@ -260,10 +260,7 @@ def ingest(service: str, report: Report, client_address: str, per_instance: int)
     received = timezone.now()
     window = int(time.time() // 60)
     with transaction.atomic():
-        instance, _ = ServiceInstance.objects.get_or_create(
-            service=service, host=report.host, pid=report.pid, started_at=report.started_at,
-            defaults={"store": report.store, "first_report_at": received, "last_report_at": received})
-        instance = ServiceInstance.objects.select_for_update().get(pk=instance.pk)
+        instance = _locked_instance(service, report, received)
         if instance.rate_window != window:
             instance.rate_window, instance.rate_count = window, 0
         instance.rate_count += 1
@@ -289,6 +286,20 @@ def ingest(service: str, report: Report, client_address: str, per_instance: int)
             cutoff = received - dt.timedelta(seconds=get_server_settings().enforcement_retention)
             FreshnessPoint.objects.filter(instance=instance, reached_at__lt=cutoff).delete()
     return Ingested(stored, lags, rows, instance)
+
+
+def _locked_instance(service: str, report: Report, received: dt.datetime) -> ServiceInstance:
+    """The reporting process's row, locked for this transaction; made on its first report."""
+    identity = {"service": service, "host": report.host, "pid": report.pid, "started_at": report.started_at}
+    instance = ServiceInstance.objects.select_for_update().filter(**identity).first()
+    if instance is not None:
+        return instance
+    try:
+        with transaction.atomic():  # a savepoint: two first reports of one process may race
+            return ServiceInstance.objects.create(**identity, store=report.store, first_report_at=received,
+                                                  last_report_at=received)
+    except IntegrityError:
+        return ServiceInstance.objects.select_for_update().get(**identity)
 
 
 def _freshness(instance: ServiceInstance, points: list[tuple[dt.datetime, dt.datetime]],
@@ -364,6 +375,7 @@ def reports_view(request: HttpRequest) -> HttpResponse:
         for use in uses:
             metrics.REVOKED_TOKEN_USES.labels(service, use.hit).inc()
         security.emit(uses, done.instance)
+        escalation.submit(uses)
 
     transaction.on_commit(after_commit)
     return json_response({"accepted": {"freshness": len(report.points), "uses": len(uses)}}, 202)

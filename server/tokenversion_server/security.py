@@ -134,7 +134,7 @@ class Webhook:
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": batch}, separators=(",", ":"), ensure_ascii=True).encode("ascii")
         for delay in (*RETRY_DELAYS, None):
-            # The URL's scheme is http or https (checked in emit and by check tokenversion.E051).
+            # The URL's scheme is http or https (checked in emit and by check tokenversion.E056).
             request = urllib.request.Request(self.url, data=body, method="POST", headers={  # noqa: S310
                 "Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, int(time.time()), body),
                 "User-Agent": "tokenversion-provider"})

@@ -27,6 +27,10 @@ TOKENVERSION = {
     # Prometheus metrics at /metrics when the test gives a secret (tests/test_prometheus.py)
     "METRICS": bool(os.environ.get("REMOTE_SERVICE_METRICS_SECRET")),
     "METRICS_SECRETS": [s for s in [os.environ.get("REMOTE_SERVICE_METRICS_SECRET")] if s],
+    # Service reports when the test gives a URL (tests/test_reporting_gunicorn.py)
+    "REPORT_URL": os.environ.get("REMOTE_SERVICE_REPORT_URL"),
+    "REPORT_KEY": os.environ.get("REMOTE_SERVICE_REPORT_KEY"),
+    "REPORT_INTERVAL": float(os.environ.get("REMOTE_SERVICE_REPORT_INTERVAL", "1.0")),
 }
 
 LOGGING = {

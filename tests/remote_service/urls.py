@@ -1,3 +1,5 @@
+import os
+
 from django.http import JsonResponse
 from django.urls import path
 from rest_framework.response import Response
@@ -8,7 +10,8 @@ from tokenversion.metrics import metrics_view
 
 class WhoAmI(APIView):
     def get(self, request):
-        return Response({"sub": request.auth["sub"], "token_version": request.auth.get("token_version")})
+        return Response({"sub": request.auth["sub"], "token_version": request.auth.get("token_version"),
+                         "pid": os.getpid()})
 
 
 def health(request):

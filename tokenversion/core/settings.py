@@ -236,7 +236,7 @@ PROVIDER_KEYS = frozenset({
     # Service reports (issue 14): provider-only keys from the start, listed so no service table takes them.
     "SERVICE_LIVE_WINDOW", "SERVICE_FORGET_AFTER", "REPORTS_PER_MINUTE_PER_INSTANCE",
     "REPORTS_PER_MINUTE_PER_SERVICE", "ENFORCEMENT_RETENTION", "SECURITY_WEBHOOK_URL", "SECURITY_WEBHOOK_SECRET",
-    "SECURITY_WEBHOOK_QUEUE_SIZE", "SECURITY_WEBHOOK_TIMEOUT",
+    "SECURITY_WEBHOOK_QUEUE_SIZE", "SECURITY_WEBHOOK_TIMEOUT", "ESCALATION_POLICY", "ESCALATION_GRACE",
 })
 
 # Stores that moved; the old path keeps working for one release, with check tokenversion.W012.

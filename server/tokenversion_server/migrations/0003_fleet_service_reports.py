@@ -99,7 +99,7 @@ class Migration(migrations.Migration):
                 ('path', models.CharField(blank=True, default='', max_length=512)),
                 ('at', models.DateTimeField(db_index=True)),
                 ('received_at', models.DateTimeField()),
-                ('revocation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.revocationevent')),
+                ('revocation', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.revocationevent')),
                 ('instance', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tokenversion_server.serviceinstance')),
             ],
             options={
@@ -123,6 +123,14 @@ class Migration(migrations.Migration):
             options={
                 'indexes': [models.Index(fields=['instance', 'as_of'], name='tv_point_instance_as_of')],
             },
+        ),
+        migrations.AddIndex(
+            model_name='revocationevent',
+            index=models.Index(condition=models.Q(('session_id', ''), _negated=True), fields=['session_id'], name='tv_event_session'),
+        ),
+        migrations.AddIndex(
+            model_name='revocationevent',
+            index=models.Index(fields=['scope', 'issuer', 'created_at'], name='tv_event_scope_time'),
         ),
         migrations.RunPython(create_uses_trigger, drop_uses_trigger, elidable=False),
     ]
