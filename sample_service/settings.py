@@ -47,6 +47,12 @@ TOKENVERSION = {
     "CACHE_TTL": float(env_str("TOKENVERSION_CACHE_TTL", "0.25")),
     "MAX_TOKEN_LIFETIME": int(env_str("TOKENVERSION_MAX_TOKEN_LIFETIME", "3600")),
 }
+# Reporting to the provider (enforcement receipts, revoked-token uses): only the keys the environment sets, so
+# the service runs without them (reporting off) exactly as before.
+for _key, _parse in (("REPORT_URL", str), ("REPORT_KEY", str), ("SERVICE_NAME", str), ("REPORT_INTERVAL", float),
+                     ("REPORT_QUEUE_SIZE", int)):
+    if _value := env_str(f"TOKENVERSION_{_key}", ""):
+        TOKENVERSION[_key] = _parse(_value)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tokenversion.authentication.TokenVersionAuthentication"],

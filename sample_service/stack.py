@@ -70,6 +70,9 @@ class StackConfig:
     redis_url: str | None = os.environ.get("TOKENVERSION_TEST_REDIS_URL")
     work_dir: Path = Path("/tmp/tokenversion-e2e")
     extra_provider_env: dict[str, str] = field(default_factory=dict)
+    # Every service the stack starts reports to the provider (issue 14: enforcement receipts and revoked-token
+    # uses), each with its own key made by ``create_service_key <service name>``; False: services never report.
+    report: bool = True
 
     @property
     def keycloak_url(self) -> str:
@@ -90,6 +93,10 @@ class StackConfig:
     @property
     def events_url(self) -> str:
         return f"{self.provider_url}/tokenversion/events"
+
+    @property
+    def reports_url(self) -> str:
+        return f"{self.provider_url}/tokenversion/reports"
 
 
 class Process:
@@ -121,6 +128,17 @@ class Process:
                 return
             time.sleep(0.05)
         raise StackError(f"{self.name} not answering {url} after {timeout} s; log:\n{self.log_tail()}")
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the gunicorn workers under this process (the master), which serve the requests and
+        report to the provider each as their own instance; empty while none has been forked yet."""
+        pids: set[int] = set()
+        for children in Path(f"/proc/{self.popen.pid}/task").glob("*/children"):
+            try:
+                pids.update(int(pid) for pid in children.read_text().split())
+            except OSError:  # the task ended meanwhile
+                continue
+        return pids
 
     def stop(self) -> None:
         if self.alive():
@@ -194,6 +212,8 @@ class Stack:
         self.publisher: Process | None = None
         self.attribute_sync: Process | None = None  # attribute mode's worker, when a test runs it
         self.services: dict[str, Process] = {}
+        # service name -> its report key, made once per provider database (prepare_database forgets them)
+        self.service_keys: dict[str, str] = {}
         self.started_keycloak = False
         self._feed_public_key: str | None = None
 
@@ -389,6 +409,7 @@ class Stack:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{name}"')
         self.manage("migrate", "--noinput", "-v", "0")
+        self.service_keys.clear()
         env = self.provider_env()
         env["DJANGO_SUPERUSER_PASSWORD"] = self.config.provider_admin_password
         subprocess.run([PYTHON, "manage.py", "createsuperuser", "--noinput", "--username", "admin",
@@ -481,6 +502,23 @@ class Stack:
 
     # Sample service ---------------------------------------------------------------------------------------
 
+    def service_key(self, name: str) -> str:
+        """The report key of service ``name``, made with the provider's ``create_service_key`` the first time
+        (as an operator does: the command prints the key once, on its last line)."""
+        if name not in self.service_keys:
+            output = self.manage("create_service_key", name).stdout
+            lines = output.strip().splitlines()
+            key = lines[-1].strip() if lines else ""
+            if not key.startswith("tvs_"):
+                raise StackError(f"create_service_key {name} printed no key:\n{output}")
+            self.service_keys[name] = key
+        return self.service_keys[name]
+
+    def report_env(self, name: str) -> dict[str, str]:
+        """The environment that makes service ``name`` report to the provider with its own key."""
+        return {"TOKENVERSION_REPORT_URL": self.config.reports_url, "TOKENVERSION_REPORT_KEY": self.service_key(name),
+                "TOKENVERSION_SERVICE_NAME": name}
+
     def service_env(self, **overrides: str) -> dict[str, str]:
         c = self.config
         env = {
@@ -497,7 +535,11 @@ class Stack:
         return env
 
     def start_service(self, name: str = "service", port: int | None = None, workers: int = 2, **env: str) -> Process:
+        """A sample service under gunicorn; ``name`` is also the service's name at the provider, which it reports
+        to with its own key unless ``StackConfig.report`` is off."""
         port = port or self.config.service_port
+        if self.config.report:
+            env = {**self.report_env(name), **env}
         process = Process(
             name,
             gunicorn("sample_service.wsgi", port, workers=workers),
@@ -507,6 +549,81 @@ class Stack:
         process.wait_http(f"http://127.0.0.1:{port}/health")
         self.services[name] = process
         return process
+
+    # Fleet visibility (issue 14): what the provider says about the services -------------------------------
+
+    def admin_session(self):
+        """A logged-in session of the provider's Django admin (user ``admin``), as a support person's browser
+        has: it reads the admin's pages and the REST API's GET endpoints."""
+        import requests
+
+        session = requests.Session()
+        base = self.config.provider_url
+        session.get(f"{base}/admin/login/", timeout=5).raise_for_status()
+        response = session.post(f"{base}/admin/login/?next=/admin/", allow_redirects=False, timeout=5, data={
+            "username": "admin", "password": self.config.provider_admin_password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/",
+        })
+        if response.status_code != 302:
+            raise StackError(f"cannot log in to the provider's admin ({response.status_code}): {response.text[:300]}")
+        return session
+
+    def provider_json(self, session, path: str, **params: Any) -> Any:
+        """GET a JSON answer of the provider's REST API; ``StackError`` on anything but 200."""
+        response = session.get(f"{self.config.provider_url}{path}", params=params or None, timeout=5)
+        if response.status_code != 200:
+            raise StackError(f"GET {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def running_workers(self) -> dict[str, set[int]]:
+        """Service name -> pids of its gunicorn workers: every process of the stack that serves and reports."""
+        return {name: process.worker_pids() for name, process in self.services.items()}
+
+    def reporting_workers(self) -> dict[str, set[int]]:
+        """Service name -> pids of the running workers the provider has heard from (its service instances)."""
+        running = self.running_workers()
+        heard: dict[str, set[int]] = {}
+        for service, pid in self.sql("SELECT service, pid FROM tokenversion_server_serviceinstance"):
+            if pid in running.get(service, ()):
+                heard.setdefault(service, set()).add(pid)
+        return heard
+
+    def wait_every_worker_reporting(self, call: Callable[[], object], within: float = 60.0) -> int:
+        """Run ``call`` (requests to every service) until each worker of each service has served one and
+        reported to the provider (a worker's reporter starts with its first request); returns their number."""
+        deadline = time.monotonic() + within
+        while True:
+            call()
+            running, heard = self.running_workers(), self.reporting_workers()
+            if heard == running and all(running.values()):
+                return sum(len(pids) for pids in running.values())
+            if time.monotonic() > deadline:
+                raise StackError(f"the provider heard from {heard}; running workers: {running}")
+            time.sleep(0.2)
+
+    def enforcement(self, session, event_id: int) -> dict[str, Any]:
+        """The provider's enforcement answer for one revocation event (its audit id), from its REST API."""
+        return self.provider_json(session, f"/tokenversion/revocations/{event_id}/enforcement")
+
+    def wait_enforced(self, session, event_id: int, within: float = 30.0) -> dict[str, Any]:
+        """Poll the enforcement answer until the live service processes it counts are exactly the stack's
+        running workers and all of them enforce the revocation; returns that answer.
+
+        Processes of services stopped a moment ago stay live for the provider's live window (15 s by default)
+        after their last report, and count as behind meanwhile: this waits them out."""
+        deadline = time.monotonic() + within
+        while True:
+            answer = self.enforcement(session, event_id)
+            live: dict[str, set[int]] = {}
+            for instance in answer["instances"]:
+                if instance["state"] != "silent":
+                    live.setdefault(instance["service"], set()).add(instance["pid"])
+            if live == self.running_workers() and answer["enforced"] == answer["live"]:
+                return answer
+            if time.monotonic() > deadline:
+                raise StackError(f"revocation {event_id} not enforced by every running worker "
+                                 f"{self.running_workers()}: {answer}")
+            time.sleep(0.05)
 
     # Whole stack ------------------------------------------------------------------------------------------
 
