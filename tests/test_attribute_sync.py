@@ -327,6 +327,9 @@ def test_a_disabled_user_is_not_written(on, iss):
     attribute_sync.enqueue(iss, ALICE, 1)
     assert attribute_sync.run_pass(keycloak).gone == 1
     assert keycloak.writes == [] and pending() == {}
+    SubjectVersion.objects.create(issuer=iss, subject=ALICE, token_version=1)
+    assert attribute_sync.scan_users(keycloak, iss) == (1, 0)  # so keycloak_setup run twice says "No change"
+    assert pending() == {}
     keycloak.users[ALICE]["enabled"] = True
     attribute_sync.scan_users(keycloak, iss)  # the provider's version row says 0 here; give it the bump's 1
     SubjectVersion.objects.filter(subject=ALICE).update(token_version=1)

@@ -274,8 +274,8 @@ def scan_users(admin: Any, issuer: str, page_size: int = 500, dry_run: bool = Fa
         wanted = {}
         for user in page:
             subject = user.get("id")
-            if not isinstance(subject, str):
-                continue
+            if not isinstance(subject, str) or user.get("enabled") is False:
+                continue  # disabled: never written (write_version); a later scan writes them once enabled
             version = known.get(subject, conf.initial_version)
             held = attribute_value(user, conf.attribute_name)
             if held is None or held < version:
