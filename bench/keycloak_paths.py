@@ -80,9 +80,11 @@ class Mode:
 
 
 def prepare_attribute_users(stack: Stack, users: Sequence[str]) -> None:
-    """Attribute mode: the provider writes each user's version into a Keycloak attribute when it bumps.
-
-    Hook for the attribute mode (issue 12, kcattr): until it is in this tree there is nothing to prepare."""
+    """Attribute mode: the provider's worker writes each user's version into the Keycloak attribute. The bench's
+    users are new to the provider: its scan queues version 0 for each, and one pass writes them (what the
+    running worker does every ``ATTRIBUTE_SCAN_INTERVAL``)."""
+    stack.manage("tokenversion_attribute_sync", "--scan")
+    stack.manage("tokenversion_attribute_sync", "--once")
 
 
 MODES: tuple[Mode, ...] = (
@@ -92,7 +94,7 @@ MODES: tuple[Mode, ...] = (
     Mode("cached", "bench-cached", "the mapper answers from its map, fed by the provider's feed", True,
          ("--mapper-mode", "cached"), needs_option="--mapper-mode"),
     Mode("attribute", "bench-attribute", "Keycloak's user-attribute mapper, the attribute written by the provider",
-         True, ("--mode", "attribute"), needs_option="--mode", prepare_users=prepare_attribute_users),
+         True, ("--attribute-mode",), needs_option="--attribute-mode", prepare_users=prepare_attribute_users),
 )
 
 
@@ -180,12 +182,18 @@ def check_claims(stack: Stack, modes: Sequence[Mode], user: str) -> None:
     """Every mode's token carries the claim, and the baseline's does not: else the run would measure nothing."""
     import jwt
 
+    values = {}
     for mode in modes:
         token = stack.openid(mode.client).token(user, PASSWORD)["access_token"]
         claims = jwt.decode(token, options={"verify_signature": False})
         if (CLAIM in claims) != (mode.setup_args is not None):
             raise SystemExit(f"mode {mode.name}: client {mode.client} issued a token "
                              f"{'with' if CLAIM in claims else 'without'} {CLAIM}; nothing to measure")
+        if CLAIM in claims:
+            values[mode.name] = claims[CLAIM]
+    if len(set(values.values())) > 1:
+        raise SystemExit(f"the modes disagree on {user}'s version: {values}")
+    print(f"{user}'s tokens: {CLAIM} {values or 'absent'} by mode; without: absent")
 
 
 # What the provider saw -------------------------------------------------------------------------------------------
@@ -473,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     provider_database = f"{args.database_url}{separator}conn_max_age={CONN_MAX_AGE}"
     config = StackConfig(database_url=args.database_url, restart_keycloak=True,
                          work_dir=Path("/tmp/tokenversion-bench"),
-                         extra_provider_env={"DATABASE_URL": provider_database})
+                         # attribute mode: bumps queue their attribute write (read by that mode's code only)
+                         extra_provider_env={"DATABASE_URL": provider_database, "TOKENVERSION_ATTRIBUTE_SYNC": "1"})
     stack = Stack(config)
     issue: IssueRun | None = None
     request_samples = None
