@@ -208,6 +208,7 @@ class Stack:
         self.config = config or StackConfig()
         self.provider: Process | None = None
         self.publisher: Process | None = None
+        self.attribute_sync: Process | None = None  # attribute mode's worker, when a test runs it
         self.services: dict[str, Process] = {}
         self.started_keycloak = False
         self._feed_public_key: str | None = None
@@ -442,6 +443,19 @@ class Stack:
                                      self.provider_env(), self.config.work_dir / "publisher.log")
         return self.provider
 
+    def start_attribute_sync(self, **env: str) -> Process:
+        """Attribute mode's worker (``manage.py tokenversion_attribute_sync``), with the provider's environment
+        plus ``env`` (e.g. ``KEYCLOAK_URL`` pointing at a fault proxy)."""
+        self.stop_attribute_sync()
+        self.attribute_sync = Process("attribute-sync", [PYTHON, "manage.py", "tokenversion_attribute_sync"],
+                                      {**self.provider_env(), **env}, self.config.work_dir / "attribute-sync.log")
+        return self.attribute_sync
+
+    def stop_attribute_sync(self) -> None:
+        if self.attribute_sync is not None:
+            self.attribute_sync.stop()
+            self.attribute_sync = None
+
     def stop_provider(self) -> None:
         """Stops the provider (the publisher keeps running: it is a separate process in production too)."""
         if self.provider is not None:
@@ -523,6 +537,7 @@ class Stack:
             process.stop()
         self.services.clear()
         self.stop_provider()
+        self.stop_attribute_sync()
         if self.publisher is not None:
             self.publisher.stop()
             self.publisher = None

@@ -115,6 +115,10 @@ TOKENVERSION_SERVER = {
     # provider and its publisher hold it; services get the public key (manage.py tokenversion_feed_keygen).
     "FEED_SIGNING_KEY": env_str("TOKENVERSION_FEED_SIGNING_KEY_FILE") or env_str("TOKENVERSION_FEED_SIGNING_KEY"),
     "REDIS_CHANNEL": env_str("TOKENVERSION_REDIS_CHANNEL", "tokenversion:revocations"),
+    # Attribute mode: bumps are queued for tokenversion_attribute_sync, which writes them into the Keycloak user
+    # attribute that Keycloak's own mapper embeds (docs/keycloak.md#attribute-mode).
+    "ATTRIBUTE_SYNC": env_bool("TOKENVERSION_ATTRIBUTE_SYNC", False),
+    "ATTRIBUTE_SCAN_INTERVAL": float(env_str("TOKENVERSION_ATTRIBUTE_SCAN_INTERVAL", "300")),
 }
 
 # The provider's Keycloak admin access (keycloak_setup, sync_users, ending sessions on compromise).

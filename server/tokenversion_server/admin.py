@@ -16,7 +16,7 @@ from django.utils.text import Truncator
 from tokenversion.conf import get_settings
 
 from . import admin_pages, services
-from .models import ApiKey, RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
+from .models import ApiKey, AttributeWrite, RealmRevocation, RevocationEvent, RevokedSession, SubjectVersion
 
 REVOKE_PERMISSION = "tokenversion_server.revoke_tokens"
 
@@ -76,6 +76,55 @@ class SubjectVersionAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
     list_display = ("user", "token_version", "last_logout_time", "updated_at", "issuer")
     search_fields = ("subject",)
     readonly_fields = ("user",)
+
+
+class AttributeFailingFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "failing (tried, not landed)"), ("waiting", "waiting (not tried yet)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return queryset.filter(attempts__gt=0)
+        if self.value() == "waiting":
+            return queryset.filter(attempts=0)
+        return queryset
+
+
+@admin.register(AttributeWrite)
+class AttributeWriteAdmin(admin_pages.UserColumnMixin, ReadOnlyAdmin):
+    """Attribute mode's backlog: versions not yet in Keycloak. Read only: the worker owns the rows, and deleting
+    one would leave the user's attribute behind for good (docs/operations.md#attribute-mode-backlog)."""
+
+    list_display = ("user", "version", "waiting_since", "attempts", "next_try", "error")
+    list_filter = (AttributeFailingFilter,)
+    search_fields = ("subject", "last_error")
+    readonly_fields = ("user",)
+
+    def changelist_view(self, request, extra_context=None):
+        from .attribute_sync import backlog
+
+        pending = backlog()
+        summary = (f"{pending.pending} pending, {pending.failing} failing, oldest {pending.oldest_age:.1f} s"
+                   if pending.pending else "Nothing pending: every bump has reached Keycloak.")
+        return super().changelist_view(request, {**(extra_context or {}), "title": f"Pending attribute writes: "
+                                                 f"{summary}"})
+
+    @admin.display(description="waiting since", ordering="created_at")
+    def waiting_since(self, obj):
+        return admin_pages.compact_time(obj.created_at, seconds=True)
+
+    @admin.display(description="next try", ordering="next_attempt_at")
+    def next_try(self, obj):
+        return admin_pages.compact_time(obj.next_attempt_at, seconds=True)
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        if not obj.last_error:
+            return ""
+        return format_html('<span title="{}">{}</span>', obj.last_error, Truncator(obj.last_error).chars(60))
 
 
 class RevokeSessionForm(forms.ModelForm):

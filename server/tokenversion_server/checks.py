@@ -23,7 +23,26 @@ def check_provider_settings(app_configs=None, **kwargs):
         conf = get_server_settings()
     except (ImproperlyConfigured, TypeError, ValueError, AttributeError) as exc:
         return [Error(str(exc), id="tokenversion.E000")]  # the same id: these settings cannot be read
-    return _check_server(conf) + _check_signing_key(conf)
+    return _check_server(conf) + _check_signing_key(conf) + _check_attribute_mode(conf)
+
+
+def _check_attribute_mode(conf):
+    """W045: attribute mode without Keycloak admin credentials: every queued write would fail."""
+    if not conf.attribute_sync:
+        return []
+    from .keycloak_admin import KeycloakUnavailable, admin_settings
+
+    try:
+        configured = admin_settings().configured
+        why = "has no credentials (USERNAME/PASSWORD or CLIENT_SECRET)"
+    except KeycloakUnavailable as exc:
+        configured, why = False, f"cannot be read: {exc}"
+    if configured:
+        return []
+    return [Warning(f"TOKENVERSION_SERVER['ATTRIBUTE_SYNC'] is on but TOKENVERSION_KEYCLOAK {why}: "
+                    "tokenversion_attribute_sync cannot write any version into Keycloak, so bumped users' new "
+                    "tokens keep their old version.",
+                    hint="docs/keycloak.md#attribute-mode-no-java-in-the-token-path", id="tokenversion.W045")]
 
 
 def _check_server(conf):

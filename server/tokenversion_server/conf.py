@@ -21,6 +21,7 @@ from tokenversion.core.settings import (
     PROVIDER_KEYS,
     Settings,
     audience,
+    boolean,
     comma_list,
     integer,
     number,
@@ -77,6 +78,19 @@ class ServerSettings(Settings):
     redis_channel: str = setting("REDIS_CHANNEL", "tokenversion:revocations", required_str,
                                  "the pub/sub channel")
     publish_interval: float = setting("PUBLISH_INTERVAL", 0.2, number(0), "seconds between the publisher's heartbeats")
+    # Attribute mode (docs/keycloak.md#attribute-mode): each bump queues a write of the user's version into a
+    # Keycloak user attribute, which Keycloak's own User Attribute mapper puts into tokens.
+    attribute_sync: bool = setting("ATTRIBUTE_SYNC", False, boolean,
+                                   "queue every user bump for tokenversion_attribute_sync (attribute mode)")
+    attribute_name: str = setting("ATTRIBUTE_NAME", "token_version", required_str,
+                                  "the Keycloak user attribute that holds the version")
+    attribute_sync_interval: float = setting("ATTRIBUTE_SYNC_INTERVAL", 0.1, number(0.01),
+                                             "seconds between the attribute worker's looks at its outbox")
+    attribute_retry_max: float = setting("ATTRIBUTE_RETRY_MAX", 30.0, number(0.1),
+                                         "longest wait between two tries of a write Keycloak refused, seconds")
+    attribute_scan_interval: float = setting("ATTRIBUTE_SCAN_INTERVAL", 300.0, number(0),
+                                             "seconds between scans for Keycloak users without the attribute; "
+                                             "0: no scan")
 
 
 def read(service: Mapping[str, Any] | None, server: Mapping[str, Any] | None) -> ServerSettings:

@@ -25,6 +25,9 @@ MAPPER_TYPE = "tokenversion-mapper"
 LISTENER_ID = "tokenversion"
 AUDIENCE_MAPPER_TYPE = "oidc-audience-mapper"
 SUB_MAPPER_TYPE = "oidc-sub-mapper"
+USER_ATTRIBUTE_MAPPER_TYPE = "oidc-usermodel-attribute-mapper"
+DIRECT_MAPPER_NAME = "token version"  # the extension's mapper: calls the claims endpoint at token issue
+ATTRIBUTE_MAPPER_NAME = "token version (user attribute)"  # attribute mode: Keycloak's own mapper, no Java
 
 
 class KeycloakUnavailable(Exception):
@@ -203,6 +206,10 @@ class RealmSpec:
     create_realm: bool = False
     direct_access_grants: bool = False  # password grant on the login clients: tests and demos only
     redirect_uris: tuple[str, ...] = field(default_factory=tuple)
+    # Attribute mode: Keycloak's User Attribute mapper reads the version the provider writes into the user
+    # attribute ``attribute_name`` (declared admin-only in the user profile); the extension's mapper is removed.
+    attribute_mode: bool = False
+    attribute_name: str = "token_version"
 
     @property
     def claims_url(self) -> str:
@@ -259,6 +266,47 @@ class RealmSpec:
         ]
 
 
+    def attribute_mapper(self) -> dict[str, Any]:
+        """Keycloak's own User Attribute mapper for the version: a JSON number, in (lightweight) access tokens."""
+        return {
+            "name": ATTRIBUTE_MAPPER_NAME,
+            "protocol": "openid-connect",
+            "protocolMapper": USER_ATTRIBUTE_MAPPER_TYPE,
+            "config": {
+                "user.attribute": self.attribute_name,
+                "claim.name": self.claim,
+                "jsonType.label": "long",
+                "multivalued": "false",
+                "aggregate.attrs": "false",
+                "access.token.claim": "true",
+                "id.token.claim": "false",
+                "userinfo.token.claim": "false",
+                "introspection.token.claim": "true",
+                "lightweight.claim": "true",
+            },
+        }
+
+    def wanted_mappers(self) -> list[dict[str, Any]]:
+        """``mappers()``, with the version mapper of the chosen mode."""
+        if not self.attribute_mode:
+            return self.mappers()
+        return [self.attribute_mapper() if m["name"] == DIRECT_MAPPER_NAME else m for m in self.mappers()]
+
+    def retired_mappers(self) -> tuple[str, ...]:
+        """Version mappers of the other mode, removed when found: two would write one claim."""
+        return (DIRECT_MAPPER_NAME,) if self.attribute_mode else (ATTRIBUTE_MAPPER_NAME,)
+
+    def profile_attribute(self) -> dict[str, Any]:
+        """The user-profile declaration: only admins view or edit it, so no user changes their own version
+        (Keycloak 24+ drops undeclared attributes on update unless unmanaged attributes are allowed)."""
+        return {
+            "name": self.attribute_name,
+            "displayName": "Token version (tokenversion)",
+            "permissions": {"view": ["admin"], "edit": ["admin"]},
+            "multivalued": False,
+        }
+
+
 class RealmSetup:
     """Compares a realm with a ``RealmSpec`` and changes only what differs; reports each change in words."""
 
@@ -274,6 +322,8 @@ class RealmSetup:
                 self.changes.append("configure the new realm: clients, client scope, mappers (dry run stops here)")
                 return self.changes
             self._audience_client()
+            if self.spec.attribute_mode:
+                self._user_profile()
             scope_id = self._scope()
             for client_id in self.spec.login_clients:
                 self._login_client(client_id, scope_id)
@@ -322,7 +372,7 @@ class RealmSetup:
         if scope is None:
             if not self._change(f"create client scope {self.spec.scope_name}"):
                 self.changes.extend(f"add mapper '{m['name']}' to client scope {self.spec.scope_name}"
-                                    for m in self.spec.mappers())
+                                    for m in self.spec.wanted_mappers())
                 return None
             scope_id = self.admin.create_client_scope({
                 "name": self.spec.scope_name,
@@ -333,7 +383,8 @@ class RealmSetup:
         else:
             scope_id = scope["id"]
         existing = {m["name"]: m for m in self.admin.get_mappers_from_client_scope(scope_id)}
-        for wanted in self.spec.mappers():
+        self._retire_mappers(scope_id, existing)
+        for wanted in self.spec.wanted_mappers():
             have = existing.get(wanted["name"])
             if have is None:
                 if self._change(f"add mapper '{wanted['name']}' to client scope {self.spec.scope_name}"):
@@ -348,6 +399,28 @@ class RealmSetup:
                                                                          **wanted["config"]}}
                 )
         return scope_id
+
+    def _retire_mappers(self, scope_id: str, existing: dict[str, dict]) -> None:
+        for name in self.spec.retired_mappers():
+            have = existing.get(name)
+            if have is not None and self._change(f"remove mapper '{name}' from client scope {self.spec.scope_name}"):
+                self.admin.delete_mapper_from_client_scope(scope_id, have["id"])
+
+    def _user_profile(self) -> None:
+        """Declare the version attribute in the realm's user profile, admin-only; other attributes untouched."""
+        profile = self.admin.get_realm_users_profile()
+        attributes = list(profile.get("attributes") or [])
+        wanted = self.spec.profile_attribute()
+        at = next((i for i, a in enumerate(attributes) if a.get("name") == wanted["name"]), None)
+        if at is None:
+            if self._change(f"declare user attribute {wanted['name']} in the user profile (admin-only)"):
+                self.admin.update_realm_users_profile({**profile, "attributes": [*attributes, wanted]})
+            return
+        have = attributes[at]
+        differs = sorted(k for k in ("permissions", "multivalued") if have.get(k) != wanted[k])
+        if differs and self._change(f"update user profile attribute {wanted['name']}: {', '.join(differs)}"):
+            attributes[at] = {**have, "permissions": wanted["permissions"], "multivalued": wanted["multivalued"]}
+            self.admin.update_realm_users_profile({**profile, "attributes": attributes})
 
     def _client(self, client_id: str) -> dict | None:
         # get_client_id() walks every client; the search parameter asks Keycloak for just this one.

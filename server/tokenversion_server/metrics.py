@@ -123,6 +123,22 @@ class ProviderCollector:
         server = get_server_settings()
         if server.redis_url:
             yield from self._publisher(using, server.redis_url, server.redis_channel)
+        if server.attribute_sync:
+            yield from self._attribute_outbox()
+
+    def _attribute_outbox(self) -> Iterator[Metric]:
+        from .attribute_sync import backlog
+
+        pending = backlog()
+        rows = GaugeMetricFamily("tokenversion_attribute_outbox_rows", "Users whose new version is not yet "
+                                 "written into their Keycloak attribute (attribute mode), by state (failing: "
+                                 "tried at least once and failed).", labels=["state"])
+        rows.add_metric(["waiting"], pending.pending - pending.failing)
+        rows.add_metric(["failing"], pending.failing)
+        yield rows
+        yield GaugeMetricFamily("tokenversion_attribute_outbox_oldest_seconds", "Age of the oldest pending "
+                                "attribute write: how long some user's new tokens may have carried an old "
+                                "version (0: none pending).", value=pending.oldest_age)
 
     def _revocations(self, using: str) -> Iterator[Metric]:
         # Counted up to the settled horizon only: an id above it may still commit, and counting by id

@@ -246,3 +246,30 @@ class ApiKey(models.Model):
             revoked_at=timezone.now(), revoked_by=by[:255])
         self.refresh_from_db(fields=["revoked_at", "revoked_by"])
         return bool(changed)
+
+
+class AttributeWrite(models.Model):
+    """Attribute mode's outbox: a user's version still to be written into their Keycloak user attribute.
+
+    One row per user at most: a newer bump raises ``version`` in place (it supersedes the pending one), and the
+    row goes once Keycloak holds that version or more. Written in the bump's own transaction, so a committed bump
+    always has its row; ``tokenversion_attribute_sync`` writes it to Keycloak outside any request.
+    """
+
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    version = models.PositiveBigIntegerField()
+    # When this user first had a write pending (kept while newer bumps supersede it): the backlog's age.
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)  # failed tries so far
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="tv_attribute_write_unique")]
+        verbose_name = "pending attribute write"
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} -> v{self.version}"

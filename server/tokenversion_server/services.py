@@ -195,6 +195,11 @@ def revoke_user(
         with conn.cursor() as cursor:
             cursor.execute(_bump_sql(using), [issuer, subject, initial + 1, stamp, stamp])
             (new_version,) = cursor.fetchone()
+        if get_server_settings().attribute_sync:
+            # Attribute mode: the pending Keycloak write commits with the bump (the worker sends it later).
+            from .attribute_sync import enqueue
+
+            enqueue(issuer, subject, new_version, using)
         rev = Revocation(Scope.USER, issuer, reason, now, subject=subject,
                          old_version=new_version - 1, new_version=new_version)
         audit = _audit(rev, actor, note, using)

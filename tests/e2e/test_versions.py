@@ -90,3 +90,33 @@ def test_signing_out_every_device(old_keycloak, person):
     notes = [note for (note,) in stack.sql("SELECT note FROM tokenversion_server_revocationevent "
                                            "WHERE subject = %s", person.subject)]
     assert notes == ["OIDC back-channel logout"]
+
+
+def test_attribute_mode_works_on_this_version(old_keycloak, person):
+    """Attribute mode on each older server, inside the matrix's own Keycloak (no extra start): keycloak_setup
+    declares the admin-only attribute and the User Attribute mapper, a bump lands in the attribute, and the next
+    token (lightweight included) carries it with no call to the provider. The realm goes back to the extension's
+    mapper after."""
+    from .test_attribute_mode import set_attribute_env
+    from .test_keycloak_edge_cases import claims_of, make_client
+
+    stack = old_keycloak
+    set_attribute_env(stack, True)  # for the commands below; the running provider is left as it is
+    try:
+        out = stack.keycloak_setup("--attribute-mode")
+        assert "declare user attribute token_version in the user profile (admin-only)" in out
+        assert "version 0 -> 1" in stack.manage("revoke", person.subject).stdout
+        once = stack.manage("tokenversion_attribute_sync", "--once").stdout
+        assert once.endswith("0 failed; 0 pending.\n"), once
+        assert stack.keycloak_admin().get_user(person.subject)["attributes"]["token_version"] == ["1"]
+        tokens = stack.openid().token(person.username, person.password)
+        assert claims_of(tokens["access_token"])["token_version"] == 1
+        assert call_api(stack, tokens["access_token"]).status_code == 200
+        client = f"lightweight-{person.username}"
+        make_client(stack, client, publicClient=True, directAccessGrantsEnabled=True,
+                    attributes={"client.use.lightweight.access.token.enabled": "true"})
+        light = claims_of(stack.openid(client).token(person.username, person.password)["access_token"])
+        assert ("preferred_username" not in light, light["token_version"]) == (True, 1)
+    finally:
+        set_attribute_env(stack, False)
+        stack.keycloak_setup()

@@ -36,6 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--redirect-uri", action="append", dest="redirect_uris", default=[],
                             help="redirect URI for login clients this command creates (repeatable)")
         parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+        add_attribute_mode_arguments(parser)
 
     def handle(self, *args, **options) -> None:
         conf, server = get_settings(), get_server_settings()
@@ -51,7 +52,10 @@ class Command(BaseCommand):
             )
         if not options["audience"]:
             raise CommandError("no audience: pass --audience or set TOKENVERSION AUDIENCE")
-        if not server.mapper_secrets:
+        attribute_mode = options["attribute_mode"]
+        if attribute_mode:
+            check_attribute_mode(server)
+        elif not server.mapper_secrets:
             raise CommandError("TOKENVERSION_SERVER MAPPER_SECRETS is empty: the mapper would have no secret to send")
         provider_url = options["provider_url"]
         if not provider_url.startswith(("http://", "https://")):
@@ -63,14 +67,19 @@ class Command(BaseCommand):
                 login_clients=clients,
                 audience=options["audience"],
                 provider_url=provider_url,
-                mapper_secret=server.mapper_secrets[0],
+                mapper_secret=server.mapper_secrets[0] if server.mapper_secrets else "",
                 failure_policy=options["failure_policy"],
                 claim=conf.claim,
                 create_realm=options["create_realm"],
                 direct_access_grants=options["direct_access_grants"],
                 redirect_uris=tuple(options["redirect_uris"]),
+                attribute_mode=attribute_mode,
+                attribute_name=server.attribute_name,
             )
-            changes = RealmSetup(admin_client(kc), spec, dry_run=options["dry_run"]).run()
+            admin = admin_client(kc)
+            changes = RealmSetup(admin, spec, dry_run=options["dry_run"]).run()
+            if attribute_mode:
+                changes += backfill_attributes(admin, conf.issuer, options["dry_run"])
         except KeycloakUnavailable as exc:
             raise CommandError(str(exc)) from None
         verb = "would change" if options["dry_run"] else "changed"
@@ -81,3 +90,32 @@ class Command(BaseCommand):
                               f"in realm {spec.realm} at {kc.server_url}.")
         else:
             self.stdout.write(f"No change: realm {spec.realm} is already configured for tokenversion.")
+
+
+# Attribute mode (docs/keycloak.md#attribute-mode) -------------------------------------------------------------
+
+
+def add_attribute_mode_arguments(parser) -> None:
+    parser.add_argument("--attribute-mode", action="store_true",
+                        help="attribute mode: Keycloak's own User Attribute mapper carries the version the provider "
+                             "writes into each user (no call to the provider at token issue; needs "
+                             "TOKENVERSION_SERVER ATTRIBUTE_SYNC and the tokenversion_attribute_sync worker). "
+                             "Without it, the extension's mapper is (re)configured and the attribute mapper removed")
+
+
+def check_attribute_mode(server) -> None:
+    if not server.attribute_sync:
+        raise CommandError("--attribute-mode needs TOKENVERSION_SERVER ATTRIBUTE_SYNC on: otherwise bumps would "
+                           "never reach the attribute, and tokens would keep the old version")
+
+
+def backfill_attributes(admin, issuer: str, dry_run: bool) -> list[str]:
+    """Queue the current version of every Keycloak user whose attribute is missing or behind (the worker writes
+    them): existing users keep getting a claim once the extension's mapper is gone."""
+    from ...attribute_sync import scan_users
+
+    seen, queued = scan_users(admin, issuer, dry_run=dry_run)
+    if not queued:
+        return []
+    return [f"queue the version of {queued} of {seen} user(s) for their attribute (tokenversion_attribute_sync "
+            f"writes them)"]
