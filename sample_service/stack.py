@@ -246,7 +246,7 @@ class Stack:
         """
         status = self.keycloak_script("status", check=False)
         if status.returncode == 0 and not self.config.restart_keycloak and self._keycloak_sends_events_here() \
-                and self.running_keycloak_version() == self.keycloak_version:
+                and self.running_keycloak_version() == self.keycloak_version and self._runs_this_extension():
             return
         if status.returncode != 3:
             self.keycloak_script("stop")
@@ -309,6 +309,13 @@ class Stack:
             if time.monotonic() > deadline:
                 raise StackError(f"after switching Keycloak: claim present {has_claim}, service answered {status}")
             time.sleep(1)
+
+    def _runs_this_extension(self) -> bool:
+        """False when the running server loaded another build of the extension (another worktree's, or this one's
+        before a change): its mapper might not know this build's config keys and would ignore them silently."""
+        self.keycloak_script("build-extension")
+        result = self.keycloak_script("start", check=False)  # running and ready: only compares the JARs
+        return "differs from the running one" not in result.stdout + result.stderr
 
     def _keycloak_sends_events_here(self) -> bool:
         logs = self.keycloak_script("logs", "100000", check=False).stdout

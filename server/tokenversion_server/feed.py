@@ -7,7 +7,10 @@ Three ``GET`` endpoints, authenticated with ``X-TokenVersion-Secret`` (one of ``
 - ``/tokenversion/feed/events?after=<cursor>[&from=<id>][&have=<id>][&wait=<s>][&limit=n]``: the audit rows
   after the cursor, in id order, with long-poll (``wait``); the polls woken by one change share one read;
 - ``/tokenversion/feed/stream?after=<cursor>[&beat=<s>]``: the same answers as server-sent events on one
-  open response, one frame per change and at least one per ``beat`` (``fanout``).
+  open response, one frame per change and at least one per ``beat`` (``fanout``);
+- ``/tokenversion/feed/versions[?page=<next_page>][&limit=n]``: every subject whose ``token_version`` is above 0
+  (whenever it was bumped), and the cursor to follow ``/feed/events`` from: the full map that Keycloak's
+  mapper keeps in its cached mode (``snapshot`` only holds the keys revoked in its window).
 
 Protocol and proofs: ``feedlog`` (the settled horizon), ``core.feed_protocol`` (the cursor) and
 docs/scaling.md. In short, an events answer holds **every visible row with id > from** (up to ``limit``;
@@ -253,6 +256,62 @@ def stream_view(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "no-store"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each frame on at once
     return response
+
+
+@feed_endpoint
+def versions_view(request: HttpRequest) -> HttpResponse:
+    """``/feed/versions``: every ``SubjectVersion`` with ``token_version > 0``, by (issuer, subject), paged.
+
+    The first page settles the horizon exactly as the snapshot does, then reads: every bump with an audit id at
+    or below the cursor has committed, so its row is in these pages (its subject-version row is written in the
+    same transaction as its audit row); every later bump has an audit id above the cursor, so it is in the
+    events that follow it. A row read on a later page may already hold a later bump: versions only grow and the
+    reader keeps the larger value, so that is harmless. ``as_of`` (first page) is taken before the horizon
+    is read, as in the snapshot.
+    """
+    started = time.monotonic()
+    params = _params(request, {"page", "limit"})
+    limit = _page_size(params)
+    using = feed_using()
+    as_of: float | None = None
+    if "page" in params:
+        cursor, after = _read_versions_token(params["page"])
+    else:
+        as_of = time.monotonic() - started
+        horizon = feedlog.settle(using, started + SNAPSHOT_SETTLE)
+        if horizon is None:
+            raise HttpError(503, "busy", "revocations in flight did not finish; retry", {"Retry-After": "1"})
+        cursor, after = feedlog.cursor_at(using, horizon), None
+    rows, next_key = feedlog.versions_page(using, after, limit)
+    body: dict[str, Any] = {
+        "cursor": str(cursor),
+        "versions": [{"issuer": issuer, "sub": subject, "token_version": version}
+                     for issuer, subject, version in rows],
+        "next_page": None if next_key is None else _versions_token(cursor, next_key),
+        "server_time": time.time(),
+    }
+    if as_of is not None:
+        body["as_of"] = round(as_of, 6)
+    return json_response(body)
+
+
+def _versions_token(cursor: Cursor, key: tuple[str, str]) -> str:
+    raw = json.dumps({"c": str(cursor), "k": list(key)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _read_versions_token(token: str) -> tuple[Cursor, tuple[str, str]]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw.decode("utf-8"))
+        cursor = Cursor.parse(data["c"])
+        issuer, subject = data["k"]
+        if len(data) != 2 or not isinstance(issuer, str) or not isinstance(subject, str) \
+                or len(issuer) > 255 or len(subject) > 255:
+            raise ValueError("bad page token")
+    except (ValueError, TypeError, KeyError, RecursionError, CursorError, AttributeError):
+        raise HttpError(400, "invalid_request", "page is not a page token from this endpoint") from None
+    return cursor, (issuer, subject)
 
 
 def _page_token(cursor: Cursor, since: float, scope: str, key: tuple[str, str]) -> str:

@@ -42,7 +42,7 @@ from django.db.models import Max, Q
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion.core.revocation_map import FeedEvent
 
-from .models import RevocationEvent
+from .models import RevocationEvent, SubjectVersion
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -219,3 +219,22 @@ def snapshot_page(using: str, since: dt.datetime, scope: str, after: tuple[str, 
 
 def _key(event: FeedEvent) -> str:
     return event.subject if event.scope == "user" else event.session_id
+
+
+# The versions: every subject above version 0, for Keycloak's cached mapper (``feed.versions_view``).
+
+
+def versions_page(using: str, after: tuple[str, str] | None,
+                  limit: int) -> tuple[list[tuple[str, str, int]], tuple[str, str] | None]:
+    """Up to ``limit`` (issuer, subject, version) rows with version > 0 after the key ``after``, in key order;
+    and the key the next page starts after (None on the last page)."""
+    _cursor(using).close()
+    rows = SubjectVersion.objects.using(using).filter(token_version__gt=0)
+    if after is not None:
+        issuer, subject = after
+        rows = rows.filter(Q(issuer__gt=issuer) | Q(issuer=issuer, subject__gt=subject))
+    page = list(rows.order_by("issuer", "subject").values_list("issuer", "subject", "token_version")[: limit + 1])
+    if len(page) > limit:
+        page = page[:limit]
+        return page, (page[-1][0], page[-1][1])
+    return page, None

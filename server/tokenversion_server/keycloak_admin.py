@@ -210,6 +210,11 @@ class RealmSpec:
     # attribute ``attribute_name`` (declared admin-only in the user profile); the extension's mapper is removed.
     attribute_mode: bool = False
     attribute_name: str = "token_version"
+    # The version mapper's mode (issue 12): "cached" (a per-node map fed by the provider's feed, which needs a feed
+    # secret) or "direct" (one claims call per token request).
+    mapper_mode: str = "cached"
+    feed_secret: str = ""
+    max_staleness_ms: int = 2000
 
     @property
     def claims_url(self) -> str:
@@ -218,6 +223,13 @@ class RealmSpec:
     @property
     def backchannel_url(self) -> str:
         return self.provider_url.rstrip("/") + "/tokenversion/backchannel-logout"
+
+    def mode_config(self) -> dict[str, str]:
+        """The version mapper's mode keys (keycloak/README.md); direct mode leaves the cached mode's keys alone."""
+        if self.mapper_mode == "direct":
+            return {"tokenversion.mode": "direct"}
+        return {"tokenversion.mode": "cached", "tokenversion.feed.secret": self.feed_secret,
+                "tokenversion.max.staleness.ms": str(self.max_staleness_ms)}
 
     def mappers(self) -> list[dict[str, Any]]:
         return [
@@ -231,6 +243,7 @@ class RealmSpec:
                     "tokenversion.connect.timeout.ms": str(self.connect_timeout_ms),
                     "tokenversion.read.timeout.ms": str(self.read_timeout_ms),
                     "tokenversion.failure.policy": self.failure_policy,
+                    **self.mode_config(),
                     "claim.name": self.claim,
                     "access.token.claim": "true",
                     "id.token.claim": "false",

@@ -104,6 +104,11 @@ def seconds_until_refused(stack, access_token: str, within: float = 3.0) -> floa
         pytest.fail(str(exc))
 
 
+# The version mapper's max staleness in cached mode as keycloak_setup configures it (--max-staleness-ms 2000): a
+# bump committed longer ago than this is in every token Keycloak issues (keycloak/README.md).
+MAPPER_MAX_STALENESS = 2.0
+
+
 # The services' TOKENVERSION["LEEWAY"] (the default): tokens issued up to this long after a realm revocation are
 # refused too, since Keycloak's clock may run ahead of the provider's (docs/authentication.md).
 LEEWAY = 5

@@ -30,6 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--failure-policy", choices=["omit_claim", "fail"], default="omit_claim",
                             help="what the mapper does when the provider cannot answer and it has no "
                                  "remembered version (default: %(default)s)")
+        parser.add_argument("--mapper-mode", choices=["cached", "direct"], default="cached",
+                            help="cached: the mapper answers from a per-node map fed by this provider's feed (needs "
+                                 "TOKENVERSION_SERVER FEED_SECRETS), no call at token issue; direct: one claims call "
+                                 "per token request (default: %(default)s)")
+        parser.add_argument("--max-staleness-ms", type=int, default=2000,
+                            help="cached mode: how old the map's proof of freshness may be before the mapper asks "
+                                 "the claims endpoint, 200 to 600000 (default: %(default)s)")
         parser.add_argument("--create-realm", action="store_true", help="create the realm when it is missing")
         parser.add_argument("--direct-access-grants", action="store_true",
                             help="allow the password grant on the login clients (tests and demos only)")
@@ -57,6 +64,11 @@ class Command(BaseCommand):
             check_attribute_mode(server)
         elif not server.mapper_secrets:
             raise CommandError("TOKENVERSION_SERVER MAPPER_SECRETS is empty: the mapper would have no secret to send")
+        if not attribute_mode and options["mapper_mode"] == "cached" and not server.feed_secrets:
+            raise CommandError("TOKENVERSION_SERVER FEED_SECRETS is empty: the cached mapper mode reads the feed; "
+                               "set a feed secret or pass --mapper-mode direct")
+        if not 200 <= options["max_staleness_ms"] <= 600_000:
+            raise CommandError("--max-staleness-ms must be from 200 to 600000")
         provider_url = options["provider_url"]
         if not provider_url.startswith(("http://", "https://")):
             raise CommandError(f"--provider-url must be an http(s) URL, not {provider_url!r}")
@@ -75,6 +87,9 @@ class Command(BaseCommand):
                 redirect_uris=tuple(options["redirect_uris"]),
                 attribute_mode=attribute_mode,
                 attribute_name=server.attribute_name,
+                mapper_mode=options["mapper_mode"],
+                feed_secret=server.feed_secrets[0] if server.feed_secrets else "",
+                max_staleness_ms=options["max_staleness_ms"],
             )
             admin = admin_client(kc)
             changes = RealmSetup(admin, spec, dry_run=options["dry_run"]).run()

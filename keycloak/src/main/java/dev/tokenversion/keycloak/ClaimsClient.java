@@ -23,12 +23,25 @@ public final class ClaimsClient {
 
     /** Why a call did not produce a version; the message never contains the secret. */
     public static final class ClaimsException extends Exception {
+        private final boolean unavailable;
+
         public ClaimsException(String message) {
-            super(message);
+            this(message, null, false);
         }
 
         public ClaimsException(String message, Throwable cause) {
+            this(message, cause, false);
+        }
+
+        ClaimsException(String message, Throwable cause, boolean unavailable) {
             super(message, cause);
+            this.unavailable = unavailable;
+        }
+
+        /** The provider could not be reached, timed out or answered 5xx (what opens the cached mode's breaker),
+         * as opposed to an answer that is wrong (4xx, garbage). */
+        public boolean unavailable() {
+            return unavailable;
         }
     }
 
@@ -39,12 +52,15 @@ public final class ClaimsClient {
             response = HttpExchange.postJson(endpoint, secret, body.toJson(), connectTimeoutMs, readTimeoutMs,
                     HttpResponse.BodyHandlers.ofByteArray());
         } catch (TimeoutException e) {
-            throw new ClaimsException("timed out after " + (connectTimeoutMs + readTimeoutMs) + " ms");
+            throw new ClaimsException("timed out after " + (connectTimeoutMs + readTimeoutMs) + " ms", null, true);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new ClaimsException("interrupted");
         } catch (IOException e) {
-            throw new ClaimsException(HttpExchange.describe(e), e);
+            throw new ClaimsException(HttpExchange.describe(e), e, true);
+        }
+        if (response.statusCode() >= 500) {
+            throw new ClaimsException("HTTP " + response.statusCode() + errorCode(response.body()), null, true);
         }
         return parse(response.statusCode(), response.body(), body.sub());
     }

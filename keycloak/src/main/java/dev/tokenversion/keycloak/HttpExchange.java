@@ -58,9 +58,30 @@ public final class HttpExchange {
         if (secret != null && !secret.isEmpty()) {
             rb.header(SECRET_HEADER, secret);
         }
-        CompletableFuture<HttpResponse<T>> future = clientFor(connectTimeoutMs).sendAsync(rb.build(), handler);
+        return await(clientFor(connectTimeoutMs).sendAsync(rb.build(), handler), connectTimeoutMs + requestTimeoutMs);
+    }
+
+    /**
+     * GETs {@code url} with the secret header, within connect + request timeout (the feed follower of the cached
+     * mapper mode: {@link FeedFollower}).
+     */
+    public static <T> HttpResponse<T> get(URI url, String secret, long connectTimeoutMs, long requestTimeoutMs,
+                                          HttpResponse.BodyHandler<T> handler)
+            throws IOException, InterruptedException, TimeoutException {
+        HttpRequest.Builder rb = HttpRequest.newBuilder(url)
+                .timeout(Duration.ofMillis(requestTimeoutMs))
+                .header("Accept", "application/json")
+                .GET();
+        if (secret != null && !secret.isEmpty()) {
+            rb.header(SECRET_HEADER, secret);
+        }
+        return await(clientFor(connectTimeoutMs).sendAsync(rb.build(), handler), connectTimeoutMs + requestTimeoutMs);
+    }
+
+    private static <T> HttpResponse<T> await(CompletableFuture<HttpResponse<T>> future, long boundMs)
+            throws IOException, InterruptedException, TimeoutException {
         try {
-            return future.get(connectTimeoutMs + requestTimeoutMs, TimeUnit.MILLISECONDS);
+            return future.get(boundMs, TimeUnit.MILLISECONDS);
         } catch (TimeoutException | InterruptedException e) {
             future.cancel(true);
             throw e;

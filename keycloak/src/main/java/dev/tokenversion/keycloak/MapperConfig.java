@@ -25,10 +25,19 @@ public final class MapperConfig {
     public static final String CONNECT_TIMEOUT_MS = "tokenversion.connect.timeout.ms";
     public static final String READ_TIMEOUT_MS = "tokenversion.read.timeout.ms";
     public static final String FAILURE_POLICY = "tokenversion.failure.policy";
+    /** {@code direct} (default when absent) or {@code cached} ({@link MapperMode}). */
+    public static final String MODE = "tokenversion.mode";
+    /** Cached mode: the secret of the provider's feed (one of its {@code TOKENVERSION_FEED_SECRETS}). */
+    public static final String FEED_SECRET = "tokenversion.feed.secret";
+    /** Cached mode: how old the map's freshness proof may be for the map to answer alone. */
+    public static final String MAX_STALENESS_MS = "tokenversion.max.staleness.ms";
 
     public static final long DEFAULT_CONNECT_TIMEOUT_MS = 300;
     public static final long DEFAULT_READ_TIMEOUT_MS = 500;
     static final long MAX_TIMEOUT_MS = 60_000;
+    public static final long DEFAULT_MAX_STALENESS_MS = 2_000;
+    static final long MIN_STALENESS_MS = 200;
+    static final long MAX_STALENESS_LIMIT_MS = 600_000;
 
     private MapperConfig() {
     }
@@ -52,11 +61,34 @@ public final class MapperConfig {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(FAILURE_POLICY + ": " + e.getMessage());
         }
-        return new VersionResolver.Settings(endpoint, secret, connect, read, policy);
+        MapperMode mode;
+        try {
+            mode = MapperMode.parse(config.get(MODE));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(MODE + ": " + e.getMessage());
+        }
+        String feedSecret = trimToNull(config.get(FEED_SECRET));
+        if (feedSecret != null && secretResolver != null) {
+            feedSecret = secretResolver.apply(feedSecret);
+        }
+        long maxStaleness = parseRange(config, MAX_STALENESS_MS, DEFAULT_MAX_STALENESS_MS, MIN_STALENESS_MS,
+                MAX_STALENESS_LIMIT_MS);
+        if (mode == MapperMode.CACHED) {
+            if (feedSecret == null) {
+                throw new IllegalArgumentException(FEED_SECRET + ": required in cached mode (one of the provider's "
+                        + "TOKENVERSION_FEED_SECRETS)");
+            }
+            if (endpoint != null && (endpoint.getRawPath() == null || !endpoint.getRawPath().endsWith("/claims")
+                    || endpoint.getRawQuery() != null)) {
+                throw new IllegalArgumentException(ENDPOINT_URL + ": in cached mode it must end in /claims "
+                        + "(the feed is found next to it, at feed/versions and feed/events)");
+            }
+        }
+        return new VersionResolver.Settings(endpoint, secret, connect, read, policy, mode, feedSecret, maxStaleness);
     }
 
-    /** A configuration parsed once: the secret kept as written, so a vault reference is resolved per use. */
-    private record Parsed(VersionResolver.Settings settings, String rawSecret) {
+    /** A configuration parsed once: the secrets kept as written, so a vault reference is resolved per use. */
+    private record Parsed(VersionResolver.Settings settings, String rawSecret, String rawFeedSecret) {
     }
 
     static final int MAX_PARSED = 256;
@@ -72,19 +104,23 @@ public final class MapperConfig {
         Parsed parsed = PARSED.get(key);
         if (parsed == null) {
             VersionResolver.Settings settings = parse(key, null);
-            parsed = new Parsed(settings, settings.secret());
+            parsed = new Parsed(settings, settings.secret(), settings.feedSecret());
             if (PARSED.size() >= MAX_PARSED) {
                 PARSED.clear(); // mapper configurations are few; a flood of changes only costs re-parsing
             }
             PARSED.put(copyOf(key), parsed);
         }
         String secret = parsed.rawSecret();
-        if (secret == null || secretResolver == null || !secret.startsWith("${")) {
+        String feedSecret = parsed.rawFeedSecret();
+        boolean vaultSecret = secret != null && secret.startsWith("${");
+        boolean vaultFeedSecret = feedSecret != null && feedSecret.startsWith("${");
+        if (secretResolver == null || !(vaultSecret || vaultFeedSecret)) {
             return parsed.settings();
         }
         VersionResolver.Settings s = parsed.settings();
-        return new VersionResolver.Settings(s.endpoint(), secretResolver.apply(secret), s.connectTimeoutMs(),
-                s.readTimeoutMs(), s.policy());
+        return new VersionResolver.Settings(s.endpoint(), vaultSecret ? secretResolver.apply(secret) : secret,
+                s.connectTimeoutMs(), s.readTimeoutMs(), s.policy(), s.mode(),
+                vaultFeedSecret ? secretResolver.apply(feedSecret) : feedSecret, s.maxStalenessMs());
     }
 
     /** How many configurations are remembered (for tests). */
@@ -112,6 +148,10 @@ public final class MapperConfig {
     }
 
     static long parseTimeout(Map<String, String> config, String key, long dflt) {
+        return parseRange(config, key, dflt, 1, MAX_TIMEOUT_MS);
+    }
+
+    static long parseRange(Map<String, String> config, String key, long dflt, long low, long high) {
         String raw = trimToNull(config.get(key));
         if (raw == null) {
             return dflt;
@@ -122,8 +162,8 @@ public final class MapperConfig {
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException(key + ": not an integer number of milliseconds");
         }
-        if (v < 1 || v > MAX_TIMEOUT_MS) {
-            throw new IllegalArgumentException(key + ": must be between 1 and " + MAX_TIMEOUT_MS + " ms");
+        if (v < low || v > high) {
+            throw new IllegalArgumentException(key + ": must be between " + low + " and " + high + " ms");
         }
         return v;
     }

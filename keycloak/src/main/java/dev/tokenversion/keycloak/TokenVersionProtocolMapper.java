@@ -53,6 +53,19 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
     /** One per JVM: the mapper factory is a singleton, but be explicit about it. */
     static final VersionResolver RESOLVER = new VersionResolver(new VersionCache(VersionCache.DEFAULT_MAX_ENTRIES));
 
+    /**
+     * Cached mode: the maps and their feed followers, one per provider endpoint on this node. Not stopped in
+     * {@link #close()}: a protocol mapper is its own factory, so that one method is both the factory's and the
+     * provider's close, and Keycloak may call the latter at the end of a session. The followers are daemon
+     * threads that stop after 15 idle minutes, and at JVM shutdown.
+     */
+    static final CachedResolver CACHED = new CachedResolver(new VersionCache(VersionCache.DEFAULT_MAX_ENTRIES),
+            VersionMap.DEFAULT_MAX_ENTRIES);
+
+    static {
+        Runtime.getRuntime().addShutdownHook(new Thread(CACHED::stopAll, "tokenversion-shutdown"));
+    }
+
     private static final List<ProviderConfigProperty> CONFIG_PROPERTIES = buildConfig();
 
     private static List<ProviderConfigProperty> buildConfig() {
@@ -89,6 +102,33 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
                     .helpText("How long to wait for the provider's answer once connected.")
                     .type(ProviderConfigProperty.STRING_TYPE)
                     .defaultValue(String.valueOf(MapperConfig.DEFAULT_READ_TIMEOUT_MS))
+                    .add()
+                .property()
+                    .name(MapperConfig.MODE)
+                    .label("Mode")
+                    .helpText("direct: one claims call per token request. cached: versions come from an in-memory "
+                            + "map on each Keycloak node, kept current by the provider's feed; no call at token "
+                            + "issue while the map is fresh (needs the feed secret).")
+                    .type(ProviderConfigProperty.LIST_TYPE)
+                    .options(MapperMode.OPTIONS)
+                    .defaultValue(MapperMode.DIRECT.value())
+                    .add()
+                .property()
+                    .name(MapperConfig.FEED_SECRET)
+                    .label("Feed secret (cached mode)")
+                    .helpText("Sent as X-TokenVersion-Secret to the provider's feed (feed/versions, feed/events, "
+                            + "next to the claims URL); one of the provider's TOKENVERSION_FEED_SECRETS. "
+                            + "A vault reference is resolved.")
+                    .type(ProviderConfigProperty.PASSWORD)
+                    .secret(true)
+                    .add()
+                .property()
+                    .name(MapperConfig.MAX_STALENESS_MS)
+                    .label("Max staleness (ms, cached mode)")
+                    .helpText("The map answers alone while its proof of freshness is at most this old; beyond "
+                            + "it the claims endpoint is asked. A bump older than this is in every new token.")
+                    .type(ProviderConfigProperty.STRING_TYPE)
+                    .defaultValue(String.valueOf(MapperConfig.DEFAULT_MAX_STALENESS_MS))
                     .add()
                 .property()
                     .name(MapperConfig.FAILURE_POLICY)
@@ -254,7 +294,9 @@ public class TokenVersionProtocolMapper extends AbstractOIDCProtocolMapper
 
         VersionResolver.Result result;
         try {
-            result = RESOLVER.resolve(realm.getId(), request, settings);
+            result = settings.mode() == MapperMode.CACHED
+                    ? CACHED.resolve(request.issuer(), request, settings)
+                    : RESOLVER.resolve(realm.getId(), request, settings);
         } catch (VersionResolver.VersionUnavailableException e) {
             throw new ErrorResponseException("temporarily_unavailable",
                     "The token version service is unavailable; try again later.", Response.Status.SERVICE_UNAVAILABLE);

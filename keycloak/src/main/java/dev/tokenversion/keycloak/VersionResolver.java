@@ -20,14 +20,22 @@ public final class VersionResolver {
         }
     }
 
-    public enum Source { PROVIDER, REMEMBERED, NONE }
+    /** Where a version came from: the provider (a claims call), the remembered answer of a failed call, none;
+     * in cached mode the fresh map, or the map past its staleness bound (the provider could not be asked). */
+    public enum Source { PROVIDER, REMEMBERED, NONE, MAP, STALE_MAP }
 
     public record Result(OptionalLong version, Source source) {
     }
 
     /** Per-mapper settings, parsed from the mapper's config. */
     public record Settings(URI endpoint, String secret, long connectTimeoutMs, long readTimeoutMs,
-                           FailurePolicy policy) {
+                           FailurePolicy policy, MapperMode mode, String feedSecret, long maxStalenessMs) {
+
+        /** Direct mode. */
+        public Settings(URI endpoint, String secret, long connectTimeoutMs, long readTimeoutMs, FailurePolicy policy) {
+            this(endpoint, secret, connectTimeoutMs, readTimeoutMs, policy, MapperMode.DIRECT, null,
+                    MapperConfig.DEFAULT_MAX_STALENESS_MS);
+        }
     }
 
     private final VersionCache cache;

@@ -20,6 +20,23 @@ final class StubServer implements AutoCloseable {
     record Received(String method, String path, String contentType, String secret, String body) {
     }
 
+    /** A status and body for one request. */
+    record Reply(int status, String body) {
+    }
+
+    /** Answers for one path (exact match on the path), computed per request: the feed follower's tests. */
+    private final java.util.Map<String, java.util.function.Function<String, Reply>> routes =
+            new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** {@code handler} gets the query string (or "") and answers. */
+    void route(String path, java.util.function.Function<String, Reply> handler) {
+        routes.put(path, handler);
+    }
+
+    long count(String path) {
+        return received.stream().filter(r -> r.path().equals(path)).count();
+    }
+
     private final HttpServer server;
     final List<Received> received = new CopyOnWriteArrayList<>();
     private volatile int status = 200;
@@ -57,6 +74,18 @@ final class StubServer implements AutoCloseable {
         received.add(new Received(ex.getRequestMethod(), ex.getRequestURI().getPath(),
                 ex.getRequestHeaders().getFirst("Content-Type"),
                 ex.getRequestHeaders().getFirst(ClaimsClient.SECRET_HEADER), reqBody));
+        java.util.function.Function<String, Reply> route = routes.get(ex.getRequestURI().getPath());
+        if (route != null) {
+            String q = ex.getRequestURI().getRawQuery();
+            Reply reply = route.apply(q == null ? "" : q);
+            byte[] out = reply.body().getBytes(StandardCharsets.UTF_8);
+            ex.getResponseHeaders().add("Content-Type", "application/json");
+            ex.sendResponseHeaders(reply.status(), out.length == 0 ? -1 : out.length);
+            try (OutputStream os = ex.getResponseBody()) {
+                os.write(out);
+            }
+            return;
+        }
         if (hang) {
             try {
                 release.await();
