@@ -31,7 +31,7 @@ takes the machine-wide stack lock.
 
     eval "$(bash scripts/services.sh env)"
     .venv/bin/python bench/keycloak_paths.py --database-url postgresql://tokenversion:tokenversion@127.0.0.1:55432/tv_kcpaths
-    .venv/bin/python bench/keycloak_paths.py --quick          # 5 rounds of 10 grants; plot in /tmp
+    .venv/bin/python bench/keycloak_paths.py --quick          # 6 rounds of 10 grants; plot in /tmp
 """
 
 from __future__ import annotations
@@ -254,9 +254,10 @@ def database_sessions(stack: Stack) -> int | None:
 
 @dataclass
 class IssueRun:
-    samples: dict[str, list[float]]
+    samples: dict[str, list[float]]  # per case, each round's median grant (seconds)
+    grants: dict[str, list[float]]  # per case, every timed grant (seconds)
     claims: dict[str, ClaimsCalls]
-    grants: dict[str, int]
+    grant_count: dict[str, int]  # per mode, both grants
     open_connections: int
     db_sessions: int | None
 
@@ -265,7 +266,7 @@ def case_name(grant: str, mode: str) -> str:
     return f"{grant} grant, {mode}"
 
 
-def token_endpoint(stack: Stack, modes: Sequence[Mode], rounds: int, per_round: int) -> IssueRun:
+def token_endpoint(stack: Stack, modes: Sequence[Mode], rounds: int, per_round: int, warmup: int) -> IssueRun:
     users = [f"bench-{i}" for i in range(per_round)]
     for user in users:
         stack.ensure_user(user, PASSWORD)
@@ -275,81 +276,110 @@ def token_endpoint(stack: Stack, modes: Sequence[Mode], rounds: int, per_round: 
     check_claims(stack, modes, users[0])
     clients = {mode.name: stack.openid(mode.client) for mode in modes}
     refresh = {name: [oidc.token(u, PASSWORD)["refresh_token"] for u in users] for name, oidc in clients.items()}
+    grants: dict[str, list[float]] = {}  # every timed grant's seconds, by case
 
-    def password_round(name: str) -> Callable[[], float]:
-        return lambda: timed_loop(lambda user: clients[name].token(user, PASSWORD), users)
+    def password_round(name: str) -> Callable[[], list[float]]:
+        oidc = clients[name]
 
-    def refresh_round(name: str) -> Callable[[], float]:
-        def run() -> float:
-            tokens = refresh[name]
-            start = time.perf_counter()
+        def run() -> list[float]:
+            times = []
+            for user in users:
+                start = time.perf_counter()
+                oidc.token(user, PASSWORD)
+                times.append(time.perf_counter() - start)
+            return times
+        return run
+
+    def refresh_round(name: str) -> Callable[[], list[float]]:
+        oidc, tokens = clients[name], refresh[name]
+
+        def run() -> list[float]:
+            times = []
             for i, rt in enumerate(tokens):
-                tokens[i] = clients[name].refresh_token(rt)["refresh_token"]
-            return (time.perf_counter() - start) / len(tokens)
+                start = time.perf_counter()
+                tokens[i] = oidc.refresh_token(rt)["refresh_token"]
+                times.append(time.perf_counter() - start)
+            return times
         return run
 
     cases = {case_name("password", n): password_round(n) for n in clients}
     cases.update({case_name("refresh", n): refresh_round(n) for n in clients})
-    for run in cases.values():  # one untimed round: every path warm (JIT, pools, the cached mode's map)
-        run()
+    for _ in range(warmup):  # untimed rounds: every path warm (the JIT, connection pools, the cached mode's map)
+        for run in cases.values():
+            run()
 
     log = ProviderLog(stack.config.work_dir / "provider.log")
     claims = {mode.name: ClaimsCalls() for mode in modes}
 
-    def logged(mode: str, run: Callable[[], float]) -> Callable[[], float]:
+    def timed_case(name: str, run: Callable[[], list[float]]) -> Callable[[], float]:
+        """One round of a case: its grants' median (a round's figure, robust to one stalled grant), every grant
+        kept, and the claims calls it caused."""
+        mode = name.rsplit(", ", 1)[1]
+
         def case() -> float:
             start = log.offset()
-            seconds = run()
+            times = run()
             # gunicorn writes the line as soon as it has answered, while Keycloak still signs the token: before
             # the grant ends
             claims[mode].add(log.read(start, log.offset()))
-            return seconds
+            grants.setdefault(name, []).extend(times)
+            return statistics.median(times)
         return case
 
-    timed = {name: logged(name.rsplit(", ", 1)[1], run) for name, run in cases.items()}
+    timed = {name: timed_case(name, run) for name, run in cases.items()}
     sessions_before = database_sessions(stack)
     samples = interleaved_rounds(timed, rounds)
     sessions_after = database_sessions(stack)
     return IssueRun(
-        samples=samples, claims=claims, grants={m.name: 2 * rounds * per_round for m in modes},
+        samples=samples, grants=grants, claims=claims, grant_count={m.name: 2 * rounds * per_round for m in modes},
         open_connections=open_connections(stack.config.provider_port),
         # minus the second query's own session
         db_sessions=None if sessions_before is None or sessions_after is None else sessions_after - sessions_before - 1,
     )
 
 
+def round_ratios(samples: dict[str, list[float]], case: str, base: str) -> list[float]:
+    """``case / base`` per round (both measured in the same round)."""
+    return [a / b for a, b in zip(samples[case], samples[base], strict=True)]
+
+
 def issue_report(run: IssueRun, modes: Sequence[Mode], missing: dict[str, str], rounds: int,
                  per_round: int) -> list[str]:
-    """The table: median ms per mode and grant, each mode against ``without`` (median of per-round ratios, the
-    rounds' spread), met/missed for the new modes; then what the provider saw."""
-    print(f"\nKeycloak token endpoint, {per_round} grants per case per round, {rounds} interleaved rounds:")
-    print(f"  {'mode':<10} {'client':<16} {'password ms':>11} {'refresh ms':>10}   ratio to without "
-          f"(median of rounds, min-max)")
+    """The table: the median grant per mode, each mode against ``without`` (the median over rounds of the ratio of
+    the round's median grants, with the middle half and the whole range of rounds), met/missed for the new modes;
+    then what the provider saw."""
+    print(f"\nKeycloak token endpoint, {per_round} grants per case per round, {rounds} interleaved rounds "
+          "(ms; ratio: median over rounds of mode / without in the same round):")
+    print(f"  {'grant':<9} {'mode':<10} {'median':>8} {'p90':>8}   {'ratio':>6}  {'middle half':<13} "
+          f"{'all rounds':<13} target")
     verdicts = []
-    for mode in modes:
-        cells = []
-        for grant in ("password", "refresh"):
-            cells.append(statistics.median(run.samples[case_name(grant, mode.name)]) * 1e3)
-        ratios = []
-        for grant in ("password", "refresh"):
-            if mode.name == "without":
-                continue
-            mid, low, high = median_ratio(run.samples, case_name(grant, mode.name), case_name(grant, "without"))
-            verdict = ""
-            if mode.new:
-                verdict = f" target <= {TARGET:.2f}x: {'met' if mid <= TARGET else 'MISSED'}"
-                verdicts.append(f"{mode.name}, {grant} grant: {mid:.3f}x ({low:.3f}-{high:.3f}),"
-                                f"{verdict}")
-            ratios.append(f"{grant} {mid:.3f}x ({low:.3f}-{high:.3f}){verdict}")
-        print(f"  {mode.name:<10} {mode.client:<16} {cells[0]:>11.2f} {cells[1]:>10.2f}   "
-              f"{'; '.join(ratios) or 'baseline'}")
+    for grant in ("password", "refresh"):
+        base = case_name(grant, "without")
+        for mode in modes:
+            case = case_name(grant, mode.name)
+            every = sorted(run.grants[case])
+            p90 = every[min(len(every) - 1, int(0.9 * len(every)))]
+            line = f"  {grant:<9} {mode.name:<10} {statistics.median(every) * 1e3:8.2f} {p90 * 1e3:8.2f}   "
+            if mode.name != "without":
+                ratios = round_ratios(run.samples, case, base)
+                mid = statistics.median(ratios)
+                q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (mid, mid, mid)
+                line += f"{mid:5.3f}x  {q1:.3f}-{q3:.3f}   {min(ratios):.3f}-{max(ratios):.3f}   "
+                if mode.new:
+                    verdict = f"<= {TARGET:.2f}x: {'met' if mid <= TARGET else 'MISSED'}"
+                    verdicts.append(f"{mode.name}, {grant} grant: {mid:.3f}x (middle half of rounds {q1:.3f}-"
+                                    f"{q3:.3f}), target {verdict}")
+                    line += verdict
+                else:
+                    line += "(for comparison)"
+            print(line)
     for name, why in missing.items():
         print(f"  {name:<10} not measured: {why}")
     print("\nClaims calls at the provider during the timed rounds (its access log), per mode:")
     for mode in modes:
         seen = run.claims[mode.name]
-        per_grant = seen.calls / run.grants[mode.name]
-        line = f"  {mode.name:<10} {seen.calls:>5} calls for {run.grants[mode.name]} grants ({per_grant:.2f} per grant)"
+        count = run.grant_count[mode.name]
+        line = f"  {mode.name:<10} {seen.calls:>5} calls for {count} grants ({seen.calls / count:.2f} per grant)"
         if seen.calls:
             line += (f" over {len(seen.ports)} client port(s), i.e. connections;"
                      f" statuses {seen.statuses}; server time median {statistics.median(seen.server_us) / 1e3:.2f} ms")
@@ -358,7 +388,7 @@ def issue_report(run: IssueRun, modes: Sequence[Mode], missing: dict[str, str], 
     if run.db_sessions is not None:
         print(f"  database sessions opened during the timed rounds (pg_stat_database): {run.db_sessions}")
     print("\nTarget, each new mode against without:")
-    for line in verdicts or ["  no new mode measured in this tree"]:
+    for line in verdicts or ["no new mode measured in this tree"]:
         print(f"  {line}")
     return verdicts
 
@@ -461,8 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Modes: " + "; ".join(f"{m.name}: {m.what}" for m in MODES))
-    parser.add_argument("--quick", action="store_true", help="5 rounds of 10 grants, 100 tokens; plot in /tmp")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 15, --quick 5)")
+    parser.add_argument("--quick", action="store_true", help="6 rounds of 10 grants, 100 tokens; plot in /tmp")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default: 30, --quick 6)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds first (default: 3, --quick 1)")
     parser.add_argument("--database-url", default="sqlite:////tmp/tokenversion-bench/provider.sqlite3",
                         help="the provider's database, created fresh (default: %(default)s)")
     parser.add_argument("--part", choices=("issue", "request", "both"), default="both",
@@ -470,8 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(m.name for m in MODES),
                         help="comma-separated modes at issue (default: %(default)s; 'without' is always measured)")
     args = parser.parse_args(argv)
-    rounds, per_round, n_tokens = (5, 10, 100) if args.quick else (15, 20, 300)
+    rounds, warmup, per_round, n_tokens = (6, 1, 10, 100) if args.quick else (30, 3, 20, 300)
     rounds = args.rounds or rounds
+    warmup = args.warmup if args.warmup is not None else warmup
     wanted = {"without", *(m.strip() for m in args.modes.split(",") if m.strip())}
     unknown = wanted - {m.name for m in MODES}
     if unknown:
@@ -494,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             modes, missing = available_modes(stack, wanted)
             for name, mappers in configure_modes(stack, modes).items():
                 print(f"mode {name}: {', '.join(mappers)}")
-            issue = token_endpoint(stack, modes, rounds, per_round)
+            issue = token_endpoint(stack, modes, rounds, per_round, warmup)
         if args.part in ("request", "both"):
             setup_django(args.database_url, ISSUER=stack.config.issuer, AUDIENCE=[stack.config.audience],
                          CACHE_TTL=3600.0)
