@@ -496,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, help="untimed rounds first (default: 3, --quick 1)")
     parser.add_argument("--database-url", default="sqlite:////tmp/tokenversion-bench/provider.sqlite3",
                         help="the provider's database, created fresh (default: %(default)s)")
+    parser.add_argument("--keep-alive", type=int, default=StackConfig.provider_keep_alive,
+                        help="seconds gunicorn keeps the mapper's idle connections open (default: %(default)s; "
+                             "gunicorn's own default is 2)")
     parser.add_argument("--part", choices=("issue", "request", "both"), default="both",
                         help="token issue by mode, per-request validation, or both (default: %(default)s)")
     parser.add_argument("--modes", default=",".join(m.name for m in MODES),
@@ -511,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     separator = "&" if "?" in args.database_url else "?"
     provider_database = f"{args.database_url}{separator}conn_max_age={CONN_MAX_AGE}"
-    config = StackConfig(database_url=args.database_url, restart_keycloak=True,
+    config = StackConfig(database_url=args.database_url, restart_keycloak=True, provider_keep_alive=args.keep_alive,
                          work_dir=Path("/tmp/tokenversion-bench"),
                          # attribute mode: bumps queue their attribute write (read by that mode's code only)
                          extra_provider_env={"DATABASE_URL": provider_database, "TOKENVERSION_ATTRIBUTE_SYNC": "1"})
