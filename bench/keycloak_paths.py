@@ -159,6 +159,12 @@ def mode_client(stack: Stack, mode: Mode, mappers: Sequence[dict[str, Any]]) -> 
         admin.add_mapper_to_client(client_id, wanted)
 
 
+def describe_mapper(mapper: dict[str, Any]) -> str:
+    """``name (type)``, and the extension's mode key when it has one (absent: direct)."""
+    mode = (mapper.get("config") or {}).get("tokenversion.mode")
+    return f"{mapper['name']} ({mapper['protocolMapper']}{f', tokenversion.mode={mode}' if mode else ''})"
+
+
 def configure_modes(stack: Stack, modes: Sequence[Mode]) -> dict[str, list[str]]:
     """One client per mode; returns each client's mapper names (printed, so the run says what it measured).
 
@@ -174,7 +180,7 @@ def configure_modes(stack: Stack, modes: Sequence[Mode]) -> dict[str, list[str]]
     for mode in modes:
         mappers = mapper_sets.get(mode.name, baseline)
         mode_client(stack, mode, mappers)
-        configured[mode.name] = [f"{m['name']} ({m['protocolMapper']})" for m in mappers]
+        configured[mode.name] = [describe_mapper(m) for m in mappers]
     return configured
 
 
@@ -467,6 +473,7 @@ def report(title: str, samples: dict[str, list[float]], pairs: Sequence[tuple[st
 
 
 def plot(token_samples: dict | None, request_samples: dict | None, path: Path) -> None:
+    """Medians: of every grant per case (as the table), of the rounds per request."""
     plt = pyplot()
     panels = [(s, t, log) for s, t, log in ((request_samples, "per request (log scale)", True),
                                             (token_samples, "Keycloak token endpoint, by mode", False)) if s]
@@ -545,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("Keycloak introspection", "class, first-seen token", ">= 50x"),
             ("class, first-seen token", "plain jwt.decode", "<= 1.2x"),
         ])
-    plot(issue.samples if issue else None, request_samples,
+    plot(issue.grants if issue else None, request_samples,
          Path("/tmp/keycloak_paths.png") if args.quick else RESULTS / "keycloak_paths.png")
     return 0
 
