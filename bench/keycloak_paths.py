@@ -10,9 +10,10 @@
 
    Every mode's mappers are copied from the client scope ``keycloak_setup`` configures for that mode, so each
    is measured as a user would configure it. The cases run in interleaved rounds (the order rotated each
-   round) and each mode is compared with ``without`` round by round. Target: **each new mode (cached,
-   attribute) adds at most 10% to the median of both grants.** A mode this tree cannot configure yet (its
-   ``keycloak_setup`` option is missing) is listed as not measured.
+   round) after untimed warm-up rounds; each grant is timed, a round's figure is its median grant, and each
+   mode is compared with ``without`` round by round (the median of the per-round ratios, with their middle half
+   and range). Target: **each new mode (cached, attribute) adds at most 10% to the median of both grants.** A
+   mode this tree cannot configure (its ``keycloak_setup`` option is missing) is listed as not measured.
 
    The provider is served as the issue asks for the direct mode: gthread workers with keep-alive (the mapper's
    HTTP client reuses its pooled connections) and persistent database connections (``CONN_MAX_AGE``). The
