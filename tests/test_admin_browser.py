@@ -198,3 +198,33 @@ def test_support_revokes_a_user_through_the_confirmation_page_and_reads_the_audi
     # Searching the audit trail by username finds alice's row.
     browser.get(base + reverse("admin:tokenversion_server_revocationevent_changelist") + "?q=alice")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 1
+
+
+def test_the_attribute_backlog_fits_1280_px_and_shows_why_writes_fail(live_server, browser, people, shots):
+    """Attribute mode's *Pending attribute writes*, as an operator reads it during a Keycloak outage."""
+    from selenium.webdriver.common.by import By
+
+    from tokenversion_server.attribute_sync import enqueue
+    from tokenversion_server.models import AttributeWrite
+
+    issuer = get_settings().issuer
+    enqueue(issuer, ALICE, 4)
+    enqueue(issuer, CAROL, 1)
+    AttributeWrite.objects.filter(subject=CAROL).update(attempts=6, last_error=(
+        "Keycloak admin login at http://keycloak.internal:8080/ failed: HTTPConnectionPool(host='keycloak.internal', "
+        "port=8080): Max retries exceeded with url: /realms/master/protocol/openid-connect/token"))
+    User.objects.create_user("operator", "operator@staff.example", PASSWORD, is_staff=True).user_permissions.add(
+        Permission.objects.get(content_type__app_label="tokenversion_server", codename="view_attributewrite"))
+    browser.get(live_server.url + reverse("admin:login") + "?next="
+                + reverse("admin:tokenversion_server_attributewrite_changelist"))
+    browser.find_element(By.ID, "id_username").send_keys("operator")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+    heading = browser.find_element(By.CSS_SELECTOR, "#content h1").text
+    assert heading.startswith("Pending attribute writes: 2 pending, 1 failing, oldest ")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 2
+    assert "carol.with.a.rather.long.username" in browser.page_source  # the user beside the subject
+    scroll, visible = no_sideways_scroll(browser)
+    browser.save_screenshot(str(shots / "admin-attribute-backlog.png"))
+    assert scroll <= visible, f"the page scrolls sideways at {WIDTH} px: {scroll} > {visible}"

@@ -317,3 +317,65 @@ def test_check_w045_attribute_mode_without_keycloak_credentials():
         assert ids() == ["tokenversion.W045"]
         with override_settings(TOKENVERSION_KEYCLOAK={"USERNAME": "svc", "PASSWORD": "pw"}):
             assert ids() == []
+
+
+def test_a_disabled_user_is_not_written(on, iss):
+    """Writing would loop through Keycloak's admin event and the listener's "user.disabled" (a new bump each time);
+    a disabled user gets no token anyway, and the scan writes the version once they are enabled again."""
+    keycloak = FakeKeycloak(**{ALICE: ["0"]})
+    keycloak.users[ALICE]["enabled"] = False
+    attribute_sync.enqueue(iss, ALICE, 1)
+    assert attribute_sync.run_pass(keycloak).gone == 1
+    assert keycloak.writes == [] and pending() == {}
+    keycloak.users[ALICE]["enabled"] = True
+    attribute_sync.scan_users(keycloak, iss)  # the provider's version row says 0 here; give it the bump's 1
+    SubjectVersion.objects.filter(subject=ALICE).update(token_version=1)
+    attribute_sync.scan_users(keycloak, iss)
+    attribute_sync.run_pass(keycloak)
+    assert keycloak.writes == [(ALICE, ["1"])]
+
+
+@pytest.mark.postgres
+def test_a_second_worker_does_not_write_while_one_holds_the_lock(on, iss):
+    """Each write reads then writes: two workers at once could put a lower version back. On PostgreSQL they share
+    an advisory lock; ``--once`` refuses while a running worker (here: another connection) holds it."""
+    import psycopg
+    from django.db import connection
+
+    from tokenversion_server.management.commands.tokenversion_attribute_sync import LOCK_KEY
+
+    assert connection.vendor == "postgresql", "run with TOKENVERSION_TEST_DB=postgres (scripts/test.sh does)"
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    attribute_sync.enqueue(iss, ALICE, 1)
+    with psycopg.connect(**params, autocommit=True) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]
+        with pytest.raises(CommandError, match="another tokenversion_attribute_sync holds the lock"):
+            call_command("tokenversion_attribute_sync", "--once")
+    assert pending() == {ALICE: 1}
+
+
+def test_the_realm_spec_swaps_the_version_mapper_and_retires_the_other_mode():
+    from tokenversion_server.keycloak_admin import (
+        ATTRIBUTE_MAPPER_NAME,
+        DIRECT_MAPPER_NAME,
+        USER_ATTRIBUTE_MAPPER_TYPE,
+        RealmSpec,
+    )
+
+    base = {"realm": "r", "login_clients": ("app",), "audience": "api", "provider_url": "http://p", "mapper_secret": ""}
+    attribute = RealmSpec(**base, attribute_mode=True)
+    names = [m["name"] for m in attribute.wanted_mappers()]
+    assert ATTRIBUTE_MAPPER_NAME in names and DIRECT_MAPPER_NAME not in names
+    (mapper,) = [m for m in attribute.wanted_mappers() if m["name"] == ATTRIBUTE_MAPPER_NAME]
+    assert mapper["protocolMapper"] == USER_ATTRIBUTE_MAPPER_TYPE
+    assert {k: mapper["config"][k] for k in ("user.attribute", "claim.name", "jsonType.label", "lightweight.claim",
+                                             "access.token.claim", "id.token.claim")} == {
+        "user.attribute": "token_version", "claim.name": "token_version", "jsonType.label": "long",
+        "lightweight.claim": "true", "access.token.claim": "true", "id.token.claim": "false"}
+    assert attribute.retired_mappers() == (DIRECT_MAPPER_NAME,)
+    assert attribute.profile_attribute()["permissions"] == {"view": ["admin"], "edit": ["admin"]}
+    extension = RealmSpec(**base)
+    assert DIRECT_MAPPER_NAME in [m["name"] for m in extension.wanted_mappers()]
+    assert extension.retired_mappers() == (ATTRIBUTE_MAPPER_NAME,)

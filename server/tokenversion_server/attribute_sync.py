@@ -104,6 +104,10 @@ class UserGone(Exception):
     """Keycloak has no user of that id (deleted): nothing to write, no token of it can be issued any more."""
 
 
+class UserDisabled(Exception):
+    """Keycloak holds the user disabled: no write (see ``write_version``)."""
+
+
 class WriteFailed(Exception):
     """Keycloak could not be asked or refused the write; the message says why in one line."""
 
@@ -133,6 +137,11 @@ def write_version(admin: KeycloakUsers, subject: str, version: int, name: str) -
     held = attribute_value(user, name)
     if held is not None and held >= version:
         return held, False
+    if user.get("enabled") is False:
+        # A disabled user gets no token. And writing would loop: Keycloak reports the update as an admin event,
+        # and the event listener reports an update of a disabled user as "user.disabled", which bumps again.
+        # The scan writes the version once the user is enabled again.
+        raise UserDisabled(subject)
     attributes = dict(user.get("attributes") or {})
     attributes[name] = [str(version)]
     try:
@@ -150,7 +159,7 @@ def write_version(admin: KeycloakUsers, subject: str, version: int, name: str) -
 class PassResult:
     written: int = 0  # versions written into Keycloak
     already: int = 0  # Keycloak already held that version or a higher one
-    gone: int = 0  # users Keycloak no longer has
+    gone: int = 0  # users Keycloak no longer has, or holds disabled (no write: see write_version)
     failed: int = 0  # tries that failed (rows kept, backing off)
     superseded: int = 0  # written, but a newer bump arrived meanwhile: the row stays for it
 
@@ -190,9 +199,9 @@ def run_pass(admin: KeycloakUsers, limit: int = 200) -> PassResult:
     for row in due_rows(limit):
         try:
             _, wrote = write_version(admin, row.subject, row.version, name)
-        except UserGone:
-            logger.info("attribute sync: user %s is gone from Keycloak; its pending v%s dropped", row.subject,
-                        row.version)
+        except (UserGone, UserDisabled) as exc:
+            why = "is gone from Keycloak" if isinstance(exc, UserGone) else "is disabled in Keycloak"
+            logger.info("attribute sync: user %s %s; its pending v%s dropped", row.subject, why, row.version)
             result.gone += 1
             if not _landed(row):
                 result.superseded += 1

@@ -2,9 +2,10 @@
 
 The whole end-to-end directory runs on the version pinned in keycloak/pom.xml (the newest we serve). Here the
 same JAR (built against that version) runs on the newest patch of each older minor line that Maven Central
-serves, one server at a time on the same ports, with four scenarios on each: the seed scenario (logout kills
-the access token), a password change, a realm-wide sign-out, and the account console's sign-out of several
-sessions on one client (Keycloak issue 27359's shape, with no admin event to fall back on). After the module
+serves, one server at a time on the same ports, with five scenarios on each: the seed scenario (logout kills
+the access token), a password change, a realm-wide sign-out, the account console's sign-out of several
+sessions on one client (Keycloak issue 27359's shape, with no admin event to fall back on), and attribute mode
+(no Java in the token path; issue 12 item 5). After the module
 the pinned version runs again for any later test (conftest.py switches back; the matrix sorts last, so a full
 run does not).
 """

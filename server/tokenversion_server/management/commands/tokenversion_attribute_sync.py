@@ -72,7 +72,13 @@ class Command(BaseCommand):
         self.stdout.write(line)
 
     def _once(self) -> None:
-        result = run_pass(admin_client())
+        if not self._try_lock():
+            raise CommandError("another tokenversion_attribute_sync holds the lock: it is draining the outbox "
+                               "(see --status)")
+        try:
+            result = run_pass(admin_client())
+        finally:
+            self._unlock()
         left = backlog().pending
         self.stdout.write(f"{result.written} written, {result.already} already there, {result.gone} user(s) gone, "
                           f"{result.failed} failed; {left} pending.")
@@ -114,16 +120,26 @@ class Command(BaseCommand):
                 time.sleep(conf.attribute_sync_interval)
         scanner_stop.set()
 
+    def _try_lock(self) -> bool:
+        """PostgreSQL: take the workers' advisory lock if free (released when the process ends)."""
+        conn = connections[_using()]
+        if conn.vendor != "postgresql":
+            return True
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+            return bool(cursor.fetchone()[0])
+
+    def _unlock(self) -> None:
+        conn = connections[_using()]
+        if conn.vendor == "postgresql":
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+
     def _single_worker(self) -> None:
         """PostgreSQL: hold an advisory lock for the process's life, so two workers never write one user at
         once (each reads then writes: two could otherwise lower a version between them)."""
-        conn = connections[_using()]
-        if conn.vendor != "postgresql":
-            return
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-            (got,) = cursor.fetchone()
-        if not got:
+        if not self._try_lock():
+            conn = connections[_using()]
             self.stderr.write("attribute sync: another worker holds the lock; waiting for it to stop")
             with conn.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])

@@ -50,6 +50,9 @@ public final class FeedFollower {
     static final long RETRY_MS = 1_000;
     static final long CONFIG_ERROR_RETRY_MS = 5_000;
     static final long IDLE_STOP_MS = 15 * 60_000;
+    /** After a 503 {@code feed_busy} (the provider's long-poll slots are all taken), poll without waiting, which
+     * the provider never refuses, for this long. */
+    static final long SHORT_POLL_MS = 30_000;
     static final long MAX_WAIT_MS = 25_000; // the provider's default FEED_MAX_WAIT
     static final long PAGE_TIMEOUT_MS = 10_000; // a versions page: the first one settles the horizon (up to 2 s)
     static final int MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -60,6 +63,7 @@ public final class FeedFollower {
         final boolean unavailable;
         final boolean expired;
         final boolean configuration;
+        boolean busy;
 
         FeedException(String message, boolean unavailable, boolean expired, boolean configuration) {
             super(message);
@@ -80,6 +84,7 @@ public final class FeedFollower {
     private volatile long unavailableUntil = System.nanoTime();
     private volatile boolean breakerOpen;
     private volatile long lastUsed = System.nanoTime();
+    private volatile long shortPollUntil = System.nanoTime();
     private volatile String lastError;
     private String cursor;
     private long cursorSafe;
@@ -180,8 +185,8 @@ public final class FeedFollower {
             try {
                 if (cursor == null) {
                     load();
-                } else {
-                    follow();
+                } else if (!follow()) {
+                    pause = Math.max(50, pollWaitMs / 2); // a poll without wait: again in half the wait
                 }
                 noteAvailable();
                 lastError = null;
@@ -198,12 +203,15 @@ public final class FeedFollower {
                 if (e.expired) {
                     cursor = null;
                 }
+                if (e.busy) {
+                    shortPollUntil = System.nanoTime() + SHORT_POLL_MS * 1_000_000;
+                }
                 if (!failing) {
                     LOG.warnf("tokenversion: feed %s: %s; tokens use the version map while it is fresh, then the "
                             + "claims endpoint, then the last known versions", shown, e.getMessage());
                     failing = true;
                 }
-                pause = e.configuration ? CONFIG_ERROR_RETRY_MS : e.expired ? 0 : RETRY_MS;
+                pause = e.configuration ? CONFIG_ERROR_RETRY_MS : e.expired || e.busy ? 0 : RETRY_MS;
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
                 lastError = e.toString();
@@ -252,12 +260,14 @@ public final class FeedFollower {
         loads.incrementAndGet();
     }
 
-    /** One round: events until the answer is complete, fresh as of the first answer's read. */
-    void follow() throws FeedException {
+    /** One round: events until the answer is complete, fresh as of the first answer's read. False when it was a
+     * poll without wait (the provider's long-poll slots were full lately). */
+    boolean follow() throws FeedException {
         Long start = null;
         Long fresh = null;
+        boolean longPoll = System.nanoTime() - shortPollUntil >= 0;
         while (true) {
-            long wait = start == null ? pollWaitMs : 0;
+            long wait = start == null && longPoll ? pollWaitMs : 0;
             String query = "after=" + enc(cursor) + (start == null ? "" : "&from=" + start) + "&have=" + have
                     + "&wait=" + String.format(Locale.ROOT, "%.3f", wait / 1000.0);
             long sent = System.nanoTime();
@@ -301,6 +311,7 @@ public final class FeedFollower {
         }
         map.markFresh(fresh);
         rounds.incrementAndGet();
+        return longPoll;
     }
 
     private JsonNode get(URI base, String query, long requestTimeoutMs) throws FeedException {
@@ -321,7 +332,11 @@ public final class FeedFollower {
             throw new FeedException("cursor expired (HTTP 410): loading the versions again", false, true, false);
         }
         if (status >= 500) {
-            throw new FeedException("HTTP " + status, status != 503 || !isBusy(response.body()), false, false);
+            boolean busy = status == 503 && isBusy(response.body());
+            FeedException e = new FeedException("HTTP " + status + (busy ? " (no long-poll slot free: polling "
+                    + "without wait for a while)" : ""), !busy, false, false);
+            e.busy = busy;
+            throw e;
         }
         if (status != 200) {
             // 401: wrong feed secret; 404: a provider without feed/versions; 400: a setting the provider refuses

@@ -245,6 +245,26 @@ class CachedModeTest {
     }
 
     @Test
+    void fullLongPollSlotsSwitchToPollsWithoutWaitAndKeepTheMapFresh() throws Exception {
+        VersionMap map = loadedMap();
+        java.util.List<String> queries = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.function.Function<String, StubServer.Reply> events = q -> {
+            queries.add(q);
+            return q.contains("wait=0.000") ? new StubServer.Reply(200, "{\"cursor\":\"v1.0.0.0\",\"events\":[],"
+                    + "\"last_id\":0,\"more\":false,\"settled\":true,\"as_of\":0.001}")
+                    : new StubServer.Reply(503, "{\"error\":\"feed_busy\"}");
+        };
+        stub.route("/tokenversion/feed/events", events);
+        eventually(() -> queries.stream().anyMatch(q -> q.contains("wait=0.000")), "a poll without wait");
+        FeedFollower f = resolver.follower(settings());
+        assertFalse(f.providerUnavailable(), "a busy provider is not an outage");
+        Thread.sleep(2500);
+        assertTrue(map.stalenessMs(System.nanoTime()) < 2000, "fresh through polls without wait");
+        long waits = queries.stream().filter(q -> !q.contains("wait=0.000")).count();
+        assertTrue(waits <= 2, "back to long-polls only after a while: " + queries);
+    }
+
+    @Test
     void anExpiredCursorReloadsAndKeepsTheHigherVersions() throws Exception {
         provider.bump("a");
         provider.bump("a");
