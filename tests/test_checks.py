@@ -172,6 +172,13 @@ def test_w009_when_backchannel_audience_is_empty(tv_settings):
     assert "tokenversion.W009" not in {m.id for m in check_settings()}
 
 
+def test_w040_when_the_feed_refuses_the_cached_mappers_long_polls(check_ids):
+    """Keycloak's cached mapper long-polls /feed/events for 1 s; a FEED_MAX_WAIT below it refuses every poll (400)."""
+    assert check_ids(FEED_SECRETS=["f" * 40], FEED_MAX_WAIT=0.5) == ["tokenversion.W040"]
+    assert check_ids(FEED_SECRETS=["f" * 40], FEED_MAX_WAIT=1) == []
+    assert check_ids(FEED_SECRETS=[], FEED_MAX_WAIT=0.5) == []  # no feed at all: nothing to refuse
+
+
 def test_the_old_database_store_path_still_works_with_w012(check_ids):
     """The database store moved to the provider's distribution; a service's settings written for 0.1.0 keep
     working for one release, and the check names the new path."""

@@ -68,7 +68,18 @@ def _check_server(conf):
         found.append(Warning("A secret in TOKENVERSION_SERVER['FEED_SECRETS'] is shorter than 32 characters or also a "
                              "mapper or event secret: every service holds the feed secret.",
                              hint="Give the feed its own long secret (docs/scaling.md).", id="tokenversion.W010"))
+    if feed_secrets and conf.feed_max_wait < CACHED_MAPPER_WAIT:
+        found.append(Warning(f"TOKENVERSION_SERVER['FEED_MAX_WAIT'] is {conf.feed_max_wait:g} s: Keycloak's version "
+                             f"mapper in cached mode long-polls for {CACHED_MAPPER_WAIT:g} s (half its default "
+                             "max staleness), so the feed refuses its polls and every token issue falls back to a "
+                             "claims call.", hint="Keep FEED_MAX_WAIT at 1 s or more (default 25), or lower the "
+                             "mappers' tokenversion.max.staleness.ms to at most twice it (keycloak/README.md).",
+                             id="tokenversion.W040"))
     return found
+
+
+# The wait of the cached mapper's long-poll with its default max staleness of 2 s (keycloak/.../FeedFollower.java).
+CACHED_MAPPER_WAIT = 1.0
 
 
 def _check_signing_key(conf):

@@ -89,7 +89,7 @@ public final class FeedFollower {
     private String cursor;
     private long cursorSafe;
     private long have;
-    private Thread thread;
+    private volatile Thread thread;
     private volatile boolean stopping;
 
     final AtomicLong loads = new AtomicLong();
@@ -112,11 +112,20 @@ public final class FeedFollower {
         return map;
     }
 
-    /** A mapper used the map: start the thread if needed, and poll often enough for its staleness bound. */
-    synchronized void touch(long maxStalenessMs) {
+    /** A mapper used the map: start the thread if needed, and poll often enough for its staleness bound. Called at
+     * every token issue: no lock unless something has to change. */
+    void touch(long maxStalenessMs) {
         lastUsed = System.nanoTime();
         // An idle long-poll ages the proof by its wait plus a round trip: half the bound leaves the other half.
         long wanted = Math.max(100, Math.min(MAX_WAIT_MS, maxStalenessMs / 2));
+        Thread t = thread;
+        if (t != null && t.isAlive() && wanted >= pollWaitMs) {
+            return;
+        }
+        start(wanted);
+    }
+
+    private synchronized void start(long wanted) {
         if (wanted < pollWaitMs) {
             pollWaitMs = wanted;
         }
