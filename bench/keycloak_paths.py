@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _report import run_reported
+from _report import cpu_label, load_average, run_reported
 from _setup import RESULTS, interleaved_rounds, median_ratio, pyplot, save, setup_django, timed_loop
 
 from sample_service.stack import Stack, StackConfig
@@ -491,6 +491,7 @@ def plot(token_samples: dict | None, request_samples: dict | None, path: Path) -
             axis.text(value, y, f" {value:.3g}", va="center", fontsize=8)
         if log_scale:
             axis.set_xscale("log")
+    fig.suptitle(f"{cpu_label()}; load average {load_average()} (1/5/15 min) at the end", fontsize=9)
     fig.tight_layout()
     save(fig, path)
 
