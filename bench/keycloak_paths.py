@@ -19,7 +19,7 @@
    HTTP client reuses its pooled connections) and persistent database connections (``CONN_MAX_AGE``). The
    script checks both and prints them: the claims calls and the client ports they came from, per mode (from
    the provider's access log), the connections open to the provider (``ss``), and the database sessions
-   opened during the measurement (PostgreSQL's ``pg_stat_database.sessions``).
+   opened and closed during the measurement (PostgreSQL's ``pg_stat_activity``, before and after).
 
 2. **Per request.** Real Keycloak access tokens (with ``token_version``), validated in this process by
    ``TokenVersionAuthentication`` (first-seen and repeated token, revocation checked against the provider's
@@ -250,11 +250,13 @@ def open_connections(port: int) -> int:
     return len([line for line in out.splitlines() if line.strip()])
 
 
-def database_sessions(stack: Stack) -> int | None:
-    """Sessions ever opened to the provider's PostgreSQL database (None on SQLite), this query's own included."""
+def database_backends(stack: Stack) -> set[int] | None:
+    """Backend pids connected to the provider's PostgreSQL database now, this query's own excluded (None on
+    SQLite). Compared before and after the timed rounds: the connections opened and closed meanwhile."""
     if stack.config.database_url.startswith("sqlite:"):
         return None
-    return int(stack.sql("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")[0][0])
+    rows = stack.sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    return {int(row[0]) for row in rows}
 
 
 # At issue --------------------------------------------------------------------------------------------------------
@@ -266,7 +268,8 @@ class IssueRun:
     claims: dict[str, ClaimsCalls]
     grant_count: dict[str, int]  # per mode, both grants
     open_connections: int
-    db_sessions: int | None
+    db_before: set[int] | None  # backends connected to the provider's database before the timed rounds
+    db_after: set[int] | None
 
 
 def case_name(grant: str, mode: str) -> str:
@@ -334,14 +337,13 @@ def token_endpoint(stack: Stack, modes: Sequence[Mode], rounds: int, per_round: 
         return case
 
     timed = {name: timed_case(name, run) for name, run in cases.items()}
-    sessions_before = database_sessions(stack)
+    db_before = database_backends(stack)
     samples = interleaved_rounds(timed, rounds)
-    sessions_after = database_sessions(stack)
+    db_after = database_backends(stack)
     return IssueRun(
         samples=samples, grants=grants, claims=claims, grant_count={m.name: 2 * rounds * per_round for m in modes},
         open_connections=open_connections(stack.config.provider_port),
-        # minus the second query's own session
-        db_sessions=None if sessions_before is None or sessions_after is None else sessions_after - sessions_before - 1,
+        db_before=db_before, db_after=db_after,
     )
 
 
@@ -392,8 +394,10 @@ def issue_report(run: IssueRun, modes: Sequence[Mode], missing: dict[str, str], 
                      f" statuses {seen.statuses}; server time median {statistics.median(seen.server_us) / 1e3:.2f} ms")
         print(line)
     print(f"  connections established to the provider at the end (ss): {run.open_connections}")
-    if run.db_sessions is not None:
-        print(f"  database sessions opened during the timed rounds (pg_stat_database): {run.db_sessions}")
+    if run.db_before is not None and run.db_after is not None:
+        print(f"  connections to the provider's database (pg_stat_activity, every process of the stack): "
+              f"{len(run.db_before)} before the timed rounds, {len(run.db_after)} after; "
+              f"{len(run.db_after - run.db_before)} opened and {len(run.db_before - run.db_after)} closed meanwhile")
     print("\nTarget, each new mode against without:")
     for line in verdicts or ["no new mode measured in this tree"]:
         print(f"  {line}")
