@@ -52,6 +52,12 @@ class StackConfig:
     # many HttpFeedStore services raises it to keep threads free for Keycloak's calls. FEED_MAX_LONG_POLLS is
     # set to this minus 2, the docs' sizing rule (docs/scaling.md)
     provider_threads: int = 8
+    # seconds gunicorn keeps an idle client connection open (its --keep-alive; gunicorn's default is 2). The
+    # mapper's HTTP client (Java's HttpClient) keeps its connections to the provider in a pool and reuses them;
+    # with 2 s, a connection idle between two logins was closed and the next claims call paid a new TCP
+    # connection. Longer than the gaps between logins keeps the mapper on its pooled connections
+    # (bench/keycloak_paths.py counts them).
+    provider_keep_alive: int = 75
     service_port: int = 18001
     realm: str = "tokenversion"
     login_client: str = "tokenversion-app"
@@ -73,6 +79,9 @@ class StackConfig:
     # Every service the stack starts reports to the provider (issue 14: enforcement receipts and revoked-token
     # uses), each with its own key made by ``create_service_key <service name>``; False: services never report.
     report: bool = True
+    # stop a Keycloak already running and start one from this tree's extension (a benchmark must measure the
+    # extension it was given, not the one another checkout left running)
+    restart_keycloak: bool = False
 
     @property
     def keycloak_url(self) -> str:
@@ -182,13 +191,20 @@ def seconds_until_refused(call: Callable[[], int], settle: float, within: float)
         time.sleep(0.005)
 
 
-def gunicorn(app: str, port: int, workers: int, threads: int = 4) -> list[str]:
+# gunicorn's default access log line, then the client's port (the requests of one port came over one connection:
+# bench/keycloak_paths.py counts the mapper's connections with it) and the request's time in microseconds
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" port=%({remote_port}e)s us=%(D)s'
+
+
+def gunicorn(app: str, port: int, workers: int, threads: int = 4, keep_alive: int | None = None) -> list[str]:
     """The production server, not runserver: under runserver each claims call of the mapper made a refresh
     grant about 47 ms slower (measured with bench/keycloak_paths.py; likely Nagle against delayed ACK on
-    runserver's separate header and body writes, not verified)."""
+    runserver's separate header and body writes, not verified). gthread workers keep connections alive
+    (``keep_alive`` seconds; None: gunicorn's 2 s), sync workers would close each one."""
     return [PYTHON, "-m", "gunicorn", f"{app}:application", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-            "--graceful-timeout", "2", "--access-logfile", "-"]
+            *(["--keep-alive", str(keep_alive)] if keep_alive is not None else []),
+            "--graceful-timeout", "2", "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
 
 
 def http_status(url: str, headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> int:
@@ -249,7 +265,7 @@ class Stack:
         something else is restarted rather than trusted.
         """
         status = self.keycloak_script("status", check=False)
-        if status.returncode == 0 and self._keycloak_sends_events_here() \
+        if status.returncode == 0 and not self.config.restart_keycloak and self._keycloak_sends_events_here() \
                 and self.running_keycloak_version() == self.keycloak_version and self._runs_this_extension():
             return
         if status.returncode != 3:
@@ -444,7 +460,8 @@ class Stack:
             return self.provider
         self.provider = Process(
             "provider",
-            gunicorn("provider.wsgi", self.config.provider_port, workers=2, threads=self.config.provider_threads),
+            gunicorn("provider.wsgi", self.config.provider_port, workers=2, threads=self.config.provider_threads,
+                     keep_alive=self.config.provider_keep_alive),
             self.provider_env(),
             self.config.work_dir / "provider.log",
         )
