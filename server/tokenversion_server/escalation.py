@@ -26,13 +26,13 @@ import datetime as dt
 import json
 import logging
 import os
-import queue
 import threading
 from collections.abc import Iterable
 
 from django.db import IntegrityError, close_old_connections, transaction
 
 from . import keycloak_admin, metrics, services
+from .background import BatchQueue
 from .conf import get_server_settings
 from .models import RevocationEvent, RevokedTokenUse, SeenIdentifier
 
@@ -116,34 +116,20 @@ def evaluate_ids(ids: Iterable[int]) -> list[str]:
     return outcomes
 
 
-class Escalator:
+def _evaluate_batch(ids: list[int]) -> None:
+    close_old_connections()
+    try:
+        evaluate_ids(ids)
+    finally:
+        close_old_connections()
+
+
+class Escalator(BatchQueue[int]):
     """The bounded queue of use ids and its thread (one per process, made on first use, fork-safe)."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.queue: queue.Queue[int] = queue.Queue(maxsize=QUEUE_SIZE)
-        threading.Thread(target=self._run, name="tokenversion-escalation", daemon=True).start()
-
-    def put(self, ids: Iterable[int]) -> None:
-        for pk in ids:
-            try:
-                self.queue.put_nowait(pk)
-            except queue.Full:
-                metrics.ESCALATIONS.labels("dropped").inc()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while True:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            close_old_connections()
-            try:
-                evaluate_ids(batch)
-            finally:
-                close_old_connections()
+        super().__init__("tokenversion-escalation", QUEUE_SIZE, _evaluate_batch,
+                         lambda n: metrics.ESCALATIONS.labels("dropped").inc(n))
 
 
 _escalator: Escalator | None = None

@@ -18,7 +18,6 @@ import hmac
 import json
 import logging
 import os
-import queue
 import threading
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import metrics
+from .background import BatchQueue
 from .conf import get_server_settings
 from .models import RevokedTokenUse, ServiceInstance
 
@@ -105,31 +105,16 @@ def emit(uses: Iterable[RevokedTokenUse], instance: ServiceInstance | None = Non
 
 
 class Webhook:
-    """The bounded queue and the thread that drains it (one per process, started on first use, fork-safe)."""
+    """The sender: a bounded queue and the thread that drains it (one per process, made on first use)."""
 
     def __init__(self, url: str, secret: str, size: int, timeout: float) -> None:
         self.url, self.secret, self.timeout = url, secret, timeout
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=size)
-        self.pid = os.getpid()
-        self.thread = threading.Thread(target=self._run, name="tokenversion-security-webhook", daemon=True)
-        self.thread.start()
+        self.batches = BatchQueue("tokenversion-security-webhook", size, self._deliver,
+                                  lambda n: metrics.WEBHOOK_DROPPED.labels("queue_full").inc(n), BATCH_MAX)
+        self.pid, self.queue = self.batches.pid, self.batches.queue
 
     def put(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            try:
-                self.queue.put_nowait(event)
-            except queue.Full:
-                metrics.WEBHOOK_DROPPED.labels("queue_full").inc()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < BATCH_MAX:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._deliver(batch)
+        self.batches.put(events)
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": batch}, separators=(",", ":"), ensure_ascii=True).encode("ascii")
