@@ -70,7 +70,7 @@ def test_the_uses_list_filters_by_service_subject_and_time(client, scene, issuer
 def test_the_instances_list_shows_states(client, scene):
     staff_client(client, "support", "tokenversion_server.view_serviceinstance")
     name = "admin:tokenversion_server_serviceinstance_changelist"
-    assert "api-7f9c:1" in _page(client, name, state="live")
+    assert "api-7f9c:1" in _page(client, name, state="enforcing")
     assert "api-7f9c:1" not in _page(client, name, state="behind")
     assert "api-7f9c:2" in _page(client, name, state="behind")
     assert "api-7f9c:2" not in _page(client, name, state="silent")

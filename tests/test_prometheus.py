@@ -218,7 +218,7 @@ def test_prometheus_scrapes_provider_and_service_and_reads_the_values_back(db_na
         prometheus.wait_for('sum(tokenversion_service_reports_total{status="202"})', 1)
         prometheus.wait_for('sum(tokenversion_revoked_token_uses_total{service="prom-svc",hit="version"})', 1)
         prometheus.wait_for("sum(tokenversion_enforcement_lag_seconds_count)", 4)
-        prometheus.wait_for('tokenversion_service_instances{state="live"}', 1)
+        prometheus.wait_for('tokenversion_service_instances{state="enforcing"}', 1)
         prometheus.wait_for('sum(tokenversion_service_report_dropped_total{service="prom-svc",kind="uses"})', 1)
 
         # Service: decisions by outcome and code, cache hits, store freshness and map size.

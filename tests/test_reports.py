@@ -163,7 +163,7 @@ def test_enforcement_by_n_of_m_live_processes_with_the_slowest_lag(client, issue
         {"as_of": t + 0.4, "reached_at": t + 0.5}])).status_code == 202
     assert enforcement(event).summary() == "enforced by 2 of 2 live service processes, the slowest after 500 ms"
     states = {i.pid: s for i, s in instance_states()}
-    assert states == {1: "live", 2: "live", 3: "silent"}
+    assert states == {1: "enforcing", 2: "enforcing", 3: "silent"}
 
 
 def test_heartbeats_store_no_points_and_points_stay_bounded(client, issuer, key):

@@ -451,7 +451,7 @@ class InstanceStateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("live", "live"), ("behind", "behind"), ("silent", "silent"), ("gone", "gone")]
+        return [("enforcing", "enforcing"), ("behind", "behind"), ("silent", "silent"), ("gone", "gone")]
 
     def queryset(self, request, queryset):
         import datetime as dt
@@ -467,7 +467,7 @@ class InstanceStateFilter(admin.SimpleListFilter):
         forget = now - dt.timedelta(seconds=conf.service_forget_after)
         latest = RevocationEvent.objects.aggregate(at=Max("created_at"))["at"]
         late = Q(last_as_of__isnull=True) | Q(last_as_of__lt=latest) if latest else Q(pk__in=[])
-        if self.value() == "live":
+        if self.value() == "enforcing":
             return queryset.filter(last_report_at__gte=live_since).exclude(late)
         if self.value() == "behind":
             return queryset.filter(late, last_report_at__gte=live_since)

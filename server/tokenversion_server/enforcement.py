@@ -129,7 +129,7 @@ def instance_states(now: dt.datetime | None = None) -> list[tuple[ServiceInstanc
 
 
 def state_of(instance: ServiceInstance, latest: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """``live`` (reported within ``SERVICE_LIVE_WINDOW`` and enforcing the latest revocation event, made at
+    """``enforcing`` (live: reported within ``SERVICE_LIVE_WINDOW``, and enforcing the latest revocation event, made at
     ``latest``), ``behind`` (reporting, not yet enforcing it), ``silent`` (stopped reporting) or ``gone`` (silent
     longer than ``SERVICE_FORGET_AFTER``)."""
     conf = get_server_settings()
@@ -140,7 +140,7 @@ def state_of(instance: ServiceInstance, latest: dt.datetime | None, now: dt.date
         return "silent"
     if latest is not None and (instance.last_as_of is None or instance.last_as_of < latest):
         return "behind"
-    return "live"
+    return "enforcing"
 
 
 def purge(now: dt.datetime | None = None) -> dict[str, int]:

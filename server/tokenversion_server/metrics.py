@@ -222,12 +222,12 @@ class ProviderCollector:
     def _instances(self) -> Iterator[Metric]:
         from .enforcement import instance_states
 
-        family = GaugeMetricFamily("tokenversion_service_instances", "Service processes by state: live (reported "
+        family = GaugeMetricFamily("tokenversion_service_instances", "Service processes by state: enforcing (reported "
                                    "within SERVICE_LIVE_WINDOW and enforcing the latest revocation), behind (live, "
                                    "not yet enforcing it), silent (stopped reporting, within SERVICE_FORGET_AFTER).",
                                    labels=["state"])
         counts = Tally(state for _, state in instance_states())
-        for state in ("live", "behind", "silent"):
+        for state in ("enforcing", "behind", "silent"):
             family.add_metric([state], counts.get(state, 0))
         yield family
 
