@@ -186,3 +186,34 @@ class WebProcess:
 
     def resume(self) -> None:
         self.process.signal(signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def revocation_held_open(subject: str, actor: Any, reason: str = "logout"):
+    """A user revocation that has taken its audit id and not committed (the feed's hardest case): yields the
+    event that lets it commit; it commits at the latest when the block ends. Needs a transactional test."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from tokenversion_server import services
+
+    holding, release = threading.Event(), threading.Event()
+
+    def revoke() -> None:
+        try:
+            with transaction.atomic():
+                services.revoke_user(subject, reason=reason, actor=actor)
+                holding.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=revoke)
+    thread.start()
+    try:
+        assert holding.wait(10), "the revocation did not start"
+        yield release
+    finally:
+        release.set()
+        thread.join()

@@ -13,6 +13,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from tests.conftest import database_down
+from tests.remote_helpers import revocation_held_open
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion.core.revocation_map import RevocationMap, parse_event
 from tokenversion_server import feed, feedlog, services
@@ -245,21 +246,7 @@ def test_a_lower_id_committing_after_a_higher_one_is_never_skipped(get):
     A reader that moved its cursor to the highest id it saw (B's) would never see A's. The feed's cursor
     stays below A until A has finished, and A's revocation is delivered when it commits."""
     start = snapshot(get)["cursor"]
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_revocation():
-        try:
-            with transaction.atomic():
-                services.revoke_user("slow", reason="compromise", actor=actor())
-                holding.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=slow_revocation)
-    thread.start()
-    try:
-        assert holding.wait(10)
+    with revocation_held_open("slow", actor(), reason="compromise"):
         postgres = connection.vendor == "postgresql"
         if postgres:  # SQLite has one writer at a time: B would wait for A, ids commit in order
             fast = services.revoke_user("fast", reason="logout", actor=actor())
@@ -269,9 +256,6 @@ def test_a_lower_id_committing_after_a_higher_one_is_never_skipped(get):
             assert [e["subject"] for e in first["events"]] == ["fast"]  # visible and sent at once
             assert first["settled"] is False  # A still holds the audit table
         assert Cursor.parse(first["cursor"]) == Cursor.parse(start)  # so the cursor does not move
-    finally:
-        release.set()
-        thread.join()
     slow_id = RevocationEvent.objects.get(subject="slow").id
     second = get(EVENTS, after=first["cursor"], have=first["last_id"]).json()
     assert "slow" in [e["subject"] for e in second["events"]]

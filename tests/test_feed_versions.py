@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 
 from tests.conftest import EVENT_SECRET, MAPPER_SECRET, database_down
+from tests.remote_helpers import revocation_held_open
 from tokenversion.core.feed_protocol import Cursor
 from tokenversion_server import feed, services
 from tokenversion_server.models import RevocationEvent, SubjectVersion
@@ -125,21 +126,7 @@ def test_a_bump_in_flight_is_never_skipped(get):
     """A revocation that has its audit id but has not committed when the pages are read: the cursor stays
     below it (the first page waits for it to finish, up to the snapshot's 2 s, else 503), so the reader gets
     it from the events."""
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_revocation():
-        try:
-            with transaction.atomic():
-                services.revoke_user("slow", reason="compromise", actor=actor())
-                holding.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=slow_revocation)
-    thread.start()
-    try:
-        assert holding.wait(10)
+    with revocation_held_open("slow", actor(), reason="compromise") as release:
         if connection.vendor == "postgresql":
             timer = threading.Timer(0.3, release.set)  # commits while the first page waits for it
             timer.start()
@@ -155,9 +142,6 @@ def test_a_bump_in_flight_is_never_skipped(get):
             body = get(VERSIONS).json()
             release.set()
             assert body["versions"] == []
-    finally:
-        release.set()
-        thread.join()
     events = get(EVENTS, after=body["cursor"]).json()
     seen = {v["sub"] for v in body["versions"]} | {e["subject"] for e in events["events"]}
     assert "slow" in seen

@@ -16,10 +16,18 @@ import time
 import uuid
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 
 from tests.feed_settings import FEED_SECRET, FEED_SIGNING_KEY, FEED_VERIFY_KEY
-from tests.remote_helpers import Process, RedisServer, WebProcess, django_env, http_get, wait_until
+from tests.remote_helpers import (
+    Process,
+    RedisServer,
+    WebProcess,
+    django_env,
+    http_get,
+    revocation_held_open,
+    wait_until,
+)
 from tokenversion.conf import get_settings
 from tokenversion.core.errors import StoreUnavailable
 from tokenversion.core.feed_protocol import Cursor, FeedSigner, FeedVerifier, generate_signing_key
@@ -381,25 +389,10 @@ def test_the_publisher_never_certifies_past_a_revocation_in_flight(redis_url, ch
         assert publisher.tick()
         hello, first = messages()[:2]
         assert (hello["type"], hello["n"], first["type"]) == ("hello", 1, "heartbeat")
-        holding, release = threading.Event(), threading.Event()
-
-        def slow():
-            try:
-                with transaction.atomic():
-                    services.revoke_user("slow", reason="logout", actor=actor())
-                    holding.set()
-                    release.wait(10)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=slow)
-        thread.start()
-        assert holding.wait(10)
-        if connection.vendor == "postgresql":
-            services.revoke_user("fast", reason="logout", actor=actor())
-        publisher.tick()
-        release.set()
-        thread.join()
+        with revocation_held_open("slow", actor()):
+            if connection.vendor == "postgresql":
+                services.revoke_user("fast", reason="logout", actor=actor())
+            publisher.tick()
         slow_id = RevocationEvent.objects.get(subject="slow").id
         during = messages()
         beats = [m for m in during if m["type"] == "heartbeat"]
