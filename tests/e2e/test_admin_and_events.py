@@ -7,30 +7,16 @@ import re
 
 import jwt
 import pytest
-import requests
 from keycloak.exceptions import KeycloakPostError
 
 from .conftest import call_api, past_the_leeway, seconds_until_refused
-
-
-def admin_session(stack) -> requests.Session:
-    """A logged-in session of the provider's Django admin, as a support person's browser would have."""
-    session = requests.Session()
-    base = stack.config.provider_url
-    session.get(f"{base}/admin/login/", timeout=5).raise_for_status()
-    response = session.post(f"{base}/admin/login/?next=/admin/", allow_redirects=False, timeout=5, data={
-        "username": "admin", "password": stack.config.provider_admin_password,
-        "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/",
-    })
-    assert response.status_code == 302, response.text[:500]
-    return session
 
 
 def run_admin_action(stack, subject: str, action: str, note: str = "") -> tuple[str, str]:
     """Select the user in the admin's user list, run the action, confirm it on the confirmation page; return
     that page and the messages of the page after it."""
     (pk,) = stack.sql("SELECT id FROM accounts_keycloakuser WHERE subject = %s", subject)[0]
-    session = admin_session(stack)
+    session = stack.admin_session()
     url = f"{stack.config.provider_url}/admin/accounts/keycloakuser/"
     page = session.post(url, timeout=30, data={
         "action": action, "_selected_action": [pk], "index": 0,

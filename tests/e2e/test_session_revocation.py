@@ -15,12 +15,11 @@ import pytest
 from keycloak.exceptions import KeycloakPostError
 
 from .conftest import call_api, seconds_until_refused
-from .test_admin_and_events import admin_session
 
 
 def revoke_session_through_rest(stack, sid: str) -> dict:
     """``POST /tokenversion/revocations`` as a support person's browser session would (admin login + CSRF)."""
-    session = admin_session(stack)
+    session = stack.admin_session()
     response = session.post(f"{stack.config.provider_url}/tokenversion/revocations", timeout=30,
                             json={"scope": "session", "session_id": sid, "reason": "compromise",
                                   "note": "phone stolen"},
