@@ -51,7 +51,9 @@ def recorder():
     server.stop()
 
 
-@pytest.fixture(scope="module")
+# Per test: each test's teardown empties the tables (transaction=True), which a running provider sees as a
+# restored database; a gateway per test keeps that out of the next test (a pause racing the re-sync).
+@pytest.fixture
 def gateway(django_db_setup, django_db_blocker, jwks_server, recorder):
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]

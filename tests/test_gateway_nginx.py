@@ -112,7 +112,9 @@ def recorder():
     server.stop()
 
 
-@pytest.fixture(scope="module")
+# Per test: each test's teardown empties the tables (transaction=True), which a running provider sees as a
+# restored database; a gateway per test keeps that out of the next test (a pause racing the re-sync).
+@pytest.fixture
 def gateway(django_db_setup, django_db_blocker, jwks_server, recorder):
     """The provider, the forward-auth service, the upstream and nginx; yields nginx's URL and the provider."""
     with django_db_blocker.unblock():
