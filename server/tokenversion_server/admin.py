@@ -305,8 +305,35 @@ def may_hold_key(creator, holder) -> bool:
     return creator.is_superuser or holder.pk == creator.pk
 
 
+class RevocableKeyAdmin(admin.ModelAdmin):
+    """Keys managed under ``revoke_tokens`` (API keys, service keys): revoked, never changed or deleted, so
+    the list keeps who held which key."""
+
+    actions = ["revoke_keys"]
+
+    @staticmethod
+    def _may_manage(request) -> bool:
+        return request.user.is_active and request.user.has_perm(REVOKE_PERMISSION)
+
+    def has_module_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # what a key was created with stays; revoke it and make another
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, not deleted
+
+    def has_revoke_permission(self, request) -> bool:
+        return self._may_manage(request)
+
+    def _revoke(self, request, queryset) -> int:
+        by = f"admin: {request.user.get_username()}"
+        return sum(key.revoke(by) for key in queryset)
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(RevocableKeyAdmin):
     """API keys for the REST API. Only users who may revoke see this page at all, and a non-superuser sees and
     creates only keys they hold. No key is ever shown but once, on the page after "Save"."""
 
@@ -315,16 +342,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ("prefix", "name", "holder__username")
     fields = ("name", "holder")
     readonly_fields = ("prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
-    actions = ["revoke_keys"]
 
     # --- permissions: revoke_tokens, and (below superuser) one's own keys only ---
-
-    @staticmethod
-    def _may_manage(request) -> bool:
-        return request.user.is_active and request.user.has_perm(REVOKE_PERMISSION)
-
-    def has_module_permission(self, request) -> bool:
-        return self._may_manage(request)
 
     def has_view_permission(self, request, obj=None) -> bool:
         if not self._may_manage(request):
@@ -334,14 +353,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return self._may_manage(request)
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # a key's holder and name are what it was created with; revoke it and make another
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # revoked, not deleted: the list keeps who held which key
-
-    def has_revoke_permission(self, request) -> bool:
-        return self._may_manage(request)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("holder")
@@ -395,8 +406,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset) -> None:
-        by = f"admin: {request.user.get_username()}"
-        done = sum(key.revoke(by) for key in queryset)
+        done = self._revoke(request, queryset)
         self.message_user(request, f"{done} API key(s) revoked; they no longer authenticate.", messages.SUCCESS)
 
 
@@ -405,7 +415,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceCredential)
-class ServiceCredentialAdmin(admin.ModelAdmin):
+class ServiceCredentialAdmin(RevocableKeyAdmin):
     """The keys services report with. Made with ``manage.py create_service_key`` (which prints the key once);
     listed and revoked here. The key itself is never stored, so never shown."""
 
@@ -414,14 +424,6 @@ class ServiceCredentialAdmin(admin.ModelAdmin):
     search_fields = ("name", "prefix")
     fields = ("name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
     readonly_fields = fields
-    actions = ["revoke_keys"]
-
-    @staticmethod
-    def _may_manage(request) -> bool:
-        return request.user.is_active and request.user.has_perm(REVOKE_PERMISSION)
-
-    def has_module_permission(self, request) -> bool:
-        return self._may_manage(request)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return self._may_manage(request)
@@ -429,19 +431,9 @@ class ServiceCredentialAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # manage.py create_service_key: the key goes to a deployment's secrets, not a web page
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_revoke_permission(self, request) -> bool:
-        return self._may_manage(request)
-
     @admin.action(description="Revoke the selected service keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset) -> None:
-        by = f"admin: {request.user.get_username()}"
-        done = sum(key.revoke(by) for key in queryset)
+        done = self._revoke(request, queryset)
         self.message_user(request, f"{done} service key(s) revoked; their reports are refused (401).",
                           messages.SUCCESS)
 
