@@ -20,7 +20,7 @@ from tests.feed_settings import FEED_SECRET
 from tests.jwks import DROP
 from tests.remote_helpers import ROOT, Process, WebProcess, django_env, free_port, wait_until
 from tests.report_recorder import ReportRecorder
-from tests.test_gateway_nginx import Upstream, bearer, get
+from tests.test_gateway_nginx import Upstream, assert_use_reported_as_the_gateway_saw_it, bearer, get
 from tokenversion_server import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,15 +138,4 @@ def test_the_gateway_answers_503_while_the_feed_cannot_prove_freshness(gateway, 
 
 
 def test_a_revoked_token_s_use_is_reported_with_the_client_the_gateway_saw(gateway, jwks_server, recorder):
-    """The check reports the refusal with the gateway's view of the request (docs/gateways.md): the client's
-    address as caddy saw it (a client's own X-Forwarded-For does not count), its method, URI and user agent."""
-    url, _ = gateway
-    subject = str(uuid.uuid4())
-    token = jwks_server.mint(sub=subject)
-    services.revoke_user(subject, reason="logout", actor=services.Actor.system("caddy report test"))
-    forged = {**bearer(token), "X-Forwarded-For": "6.6.6.6", "User-Agent": "stolen-token/1.0"}
-    wait_until(lambda: get(url, forged)[0] == 401, 5, what="the revocation to reach the gateway")
-    assert recorder.wait_for(lambda r: any(u["sub"] == subject for u in r.uses()), timeout=5)
-    use = next(u for u in recorder.uses() if u["sub"] == subject)
-    assert (use["client_address"], use["method"], use["path"], use["user_agent"], use["hit"]) == (
-        "127.0.0.1", "GET", "/orders?x=1", "stolen-token/1.0", "version")
+    assert_use_reported_as_the_gateway_saw_it(gateway, jwks_server, recorder, "caddy")

@@ -212,16 +212,21 @@ def test_the_gateway_answers_503_while_the_feed_cannot_prove_freshness(gateway, 
     wait_until(lambda: get(url, bearer(token))[0] == 200, 15, what="the service to recover")
 
 
-def test_a_revoked_token_s_use_is_reported_with_the_client_the_gateway_saw(gateway, jwks_server, recorder):
+def assert_use_reported_as_the_gateway_saw_it(gateway, jwks_server, recorder, name: str) -> None:
     """The check reports the refusal with the gateway's view of the request (docs/gateways.md): the client's
-    address as nginx saw it (a client's own X-Forwarded-For does not count), its method, URI and user agent."""
+    address as the gateway saw it (a client's own X-Forwarded-For does not count), its method, URI and user
+    agent. Shared by the nginx and Caddy tests."""
     url, _ = gateway
     subject = str(uuid.uuid4())
     token = jwks_server.mint(sub=subject)
-    services.revoke_user(subject, reason="logout", actor=services.Actor.system("nginx report test"))
+    services.revoke_user(subject, reason="logout", actor=services.Actor.system(f"{name} report test"))
     forged = {**bearer(token), "X-Forwarded-For": "6.6.6.6", "User-Agent": "stolen-token/1.0"}
     wait_until(lambda: get(url, forged)[0] == 401, 5, what="the revocation to reach the gateway")
     assert recorder.wait_for(lambda r: any(u["sub"] == subject for u in r.uses()), timeout=5)
     use = next(u for u in recorder.uses() if u["sub"] == subject)
     assert (use["client_address"], use["method"], use["path"], use["user_agent"], use["hit"]) == (
         "127.0.0.1", "GET", "/orders?x=1", "stolen-token/1.0", "version")
+
+
+def test_a_revoked_token_s_use_is_reported_with_the_client_the_gateway_saw(gateway, jwks_server, recorder):
+    assert_use_reported_as_the_gateway_saw_it(gateway, jwks_server, recorder, "nginx")
